@@ -1,0 +1,399 @@
+"""Criss-cross attention benchmark: ccnet's RCCA vs the common formulations and a non-local block.
+
+Four implementations with identical weights, R=2 for the criss-cross ones:
+
+* ``ccnet``    -- :class:`ccnet.RecurrentCrissCrossAttention`;
+* ``einsum``   -- the widely used einsum formulation (column energies + a -inf diagonal, row energies,
+                  concatenation, joint softmax, two einsum aggregations): the baseline of every ratio;
+* ``bmm``      -- the classic bmm formulation with an explicit (B*W, H, H) -inf diagonal tensor;
+* ``nonlocal`` -- one non-local block (embedded Gaussian, C/8 query/key, C value, gamma residual).
+
+Measured in ONE run: inference forward time, forward+backward time (medians of interleaved repetitions),
+peak memory for forward+backward and for inference (each in a fresh subprocess: peak RSS increase over the
+same process after it built the module, allocated the input and warmed up), and forward FLOPs
+(torch.utils.flop_counter). Writes ``benchmarks/results/attention[-quick].{json,md}``.
+
+    python benchmarks/attention.py            # full run (several minutes)
+    python benchmarks/attention.py --quick    # small sizes, a minute
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+import ccnet
+
+RESULTS = Path(__file__).resolve().parent / "results"
+IMPLEMENTATIONS = ["ccnet", "einsum", "bmm", "nonlocal"]
+BASELINE = "einsum"
+FULL_CASES = [(1, 512, 97, 97), (1, 512, 64, 128), (2, 512, 64, 64)]
+QUICK_CASES = [(1, 256, 48, 48), (2, 128, 32, 40)]
+RECURRENCE = 2
+
+# Targets of the foundation issue, at the first full case, as ratios to the einsum baseline.
+TARGETS = {"forward": 0.6, "forward_backward": 0.6, "train_memory": 0.36}
+NONLOCAL_MEMORY_RATIO = 11.0  # the paper: one non-local block needs ~11x the memory of RCCA R=2
+FLOP_REDUCTION = 0.84  # RCCA R=2 vs one non-local block (paper: ~85%)
+
+
+# --------------------------------------------------------------------------------------------------------
+# baselines, written for this benchmark
+
+
+class _Projections(nn.Module):
+    """query/key (C -> C/8) and value (C -> C) 1x1 convs and gamma, as in every formulation here."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.query_conv = nn.Conv2d(channels, channels // 8, 1)
+        self.key_conv = nn.Conv2d(channels, channels // 8, 1)
+        self.value_conv = nn.Conv2d(channels, channels, 1)
+        self.gamma = nn.Parameter(torch.zeros(()))
+
+    def project(self, x):
+        return self.query_conv(x), self.key_conv(x), self.value_conv(x)
+
+
+class EinsumCrissCross(_Projections):
+    def forward(self, x):
+        _, _, height, _ = x.shape
+        q, k, v = self.project(x)
+        diagonal = torch.diag(torch.full((height,), float("-inf"), device=x.device))  # (H, H)
+        energy_h = torch.einsum("bchw,bciw->bhwi", q, k) + diagonal[None, :, None, :]  # (B, H, W, H)
+        energy_w = torch.einsum("bchw,bchj->bhwj", q, k)  # (B, H, W, W)
+        attention = torch.cat([energy_h, energy_w], dim=-1).softmax(dim=-1)  # (B, H, W, H + W)
+        att_h, att_w = attention[..., :height], attention[..., height:]
+        out = torch.einsum("bhwi,bciw->bchw", att_h, v) + torch.einsum("bhwj,bchj->bchw", att_w, v)
+        return self.gamma * out + x
+
+
+class BmmCrissCross(_Projections):
+    def forward(self, x):
+        batch, _, height, width = x.shape
+        q, k, v = self.project(x)
+        # column-major (B*W, ., H) and row-major (B*H, ., W) copies
+        q_h = q.permute(0, 3, 1, 2).contiguous().view(batch * width, -1, height).permute(0, 2, 1)
+        q_w = q.permute(0, 2, 1, 3).contiguous().view(batch * height, -1, width).permute(0, 2, 1)
+        k_h = k.permute(0, 3, 1, 2).contiguous().view(batch * width, -1, height)
+        k_w = k.permute(0, 2, 1, 3).contiguous().view(batch * height, -1, width)
+        v_h = v.permute(0, 3, 1, 2).contiguous().view(batch * width, -1, height)
+        v_w = v.permute(0, 2, 1, 3).contiguous().view(batch * height, -1, width)
+        minus_inf_diagonal = torch.diag(torch.full((height,), float("-inf"), device=x.device))
+        minus_inf_diagonal = minus_inf_diagonal.unsqueeze(0).repeat(batch * width, 1, 1)  # (B*W, H, H)
+        energy_h = (torch.bmm(q_h, k_h) + minus_inf_diagonal).view(batch, width, height, height)
+        energy_h = energy_h.permute(0, 2, 1, 3)  # (B, H, W, H)
+        energy_w = torch.bmm(q_w, k_w).view(batch, height, width, width)
+        attention = torch.cat([energy_h, energy_w], 3).softmax(dim=3)
+        att_h = attention[..., :height].permute(0, 2, 1, 3).contiguous().view(batch * width, height, height)
+        att_w = attention[..., height:].contiguous().view(batch * height, width, width)
+        out_h = torch.bmm(v_h, att_h.permute(0, 2, 1)).view(batch, width, -1, height).permute(0, 2, 3, 1)
+        out_w = torch.bmm(v_w, att_w.permute(0, 2, 1)).view(batch, height, -1, width).permute(0, 2, 1, 3)
+        return self.gamma * (out_h + out_w) + x
+
+
+class NonLocal(_Projections):
+    """Embedded-Gaussian non-local block: every pixel attends to all H*W pixels."""
+
+    def forward(self, x):
+        batch, channels, height, width = x.shape
+        q, k, v = self.project(x)
+        energy = torch.bmm(q.flatten(2).transpose(1, 2), k.flatten(2))  # (B, HW, HW)
+        attention = energy.softmax(dim=-1)
+        out = torch.bmm(v.flatten(2), attention.transpose(1, 2)).view(batch, channels, height, width)
+        return self.gamma * out + x
+
+
+class Recurrent(nn.Module):
+    def __init__(self, block: nn.Module, recurrence: int) -> None:
+        super().__init__()
+        self.block, self.recurrence = block, recurrence
+
+    def forward(self, x):
+        for _ in range(self.recurrence):
+            x = self.block(x)
+        return x
+
+
+def build(name: str, channels: int) -> nn.Module:
+    """The implementation ``name`` with the benchmark's shared weights (seeded; gamma != 0)."""
+    torch.manual_seed(0)
+    ours = ccnet.RecurrentCrissCrossAttention(channels, recurrence=RECURRENCE)
+    with torch.no_grad():
+        ours.cca.gamma.fill_(0.5)
+        for conv in (ours.cca.query_conv, ours.cca.key_conv, ours.cca.value_conv):
+            conv.weight.mul_(0.5)
+    if name == "ccnet":
+        return ours
+    block = {"einsum": EinsumCrissCross, "bmm": BmmCrissCross, "nonlocal": NonLocal}[name](channels)
+    block.load_state_dict(ours.cca.state_dict())
+    return block if name == "nonlocal" else Recurrent(block, RECURRENCE)
+
+
+# --------------------------------------------------------------------------------------------------------
+# measurements
+
+
+def _forward(module, x):
+    with torch.no_grad():
+        return module(x)
+
+
+def _forward_backward(module, x):
+    x.grad = None
+    for p in module.parameters():
+        p.grad = None
+    module(x).sum().backward()
+
+
+def forward_flops(module, x) -> int:
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        module(x)
+    return counter.get_total_flops()
+
+
+def time_interleaved(cases, repetitions: int) -> dict:
+    """Median seconds per (case, implementation, mode); implementations interleaved within a repetition."""
+    samples: dict = {}
+    for shape in cases:
+        x = torch.randn(shape)
+        modules = {name: build(name, shape[1]) for name in IMPLEMENTATIONS}
+        xg = x.clone().requires_grad_()
+        for module in modules.values():  # warm-up
+            _forward(module, x)
+            _forward_backward(module, xg)
+        for _ in range(repetitions):
+            for name, module in modules.items():
+                for mode, fn, arg in (("forward", _forward, x), ("forward_backward", _forward_backward, xg)):
+                    start = time.perf_counter()
+                    fn(module, arg)
+                    samples.setdefault((shape, name, mode), []).append(time.perf_counter() - start)
+    return {key: statistics.median(values) for key, values in samples.items()}
+
+
+def _status_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {field} line")
+
+
+def memory_worker(name: str, shape: tuple[int, ...], mode: str) -> float:
+    """Runs in a fresh process: peak RSS increase (MB) of one run over the warmed-up process.
+
+    The process builds the module, allocates the input and warms up at a small size (loading kernels and
+    libraries); then its peak-RSS mark is reset (Linux /proc/self/clear_refs) and the increase of the peak
+    over the resident size at that moment is what the run costs.
+    """
+    torch.manual_seed(0)
+    module = build(name, shape[1])
+    x = torch.randn(shape)
+    small = torch.randn(*shape[:2], *(max(1, s // 4) for s in shape[2:]))
+    _forward(module, small)
+    _forward_backward(module, small.requires_grad_())
+    Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+    baseline_kb = _status_kb("VmRSS")
+    if mode == "forward":
+        _forward(module, x)
+    else:
+        _forward_backward(module, x.requires_grad_())
+    return (_status_kb("VmHWM") - baseline_kb) / 1024
+
+
+def measure_memory(cases, threads: int) -> dict:
+    """Peak RSS increase (MB) per (case, implementation, mode), each measured in a fresh subprocess."""
+    if not Path("/proc/self/clear_refs").exists():
+        raise SystemExit("memory measurement needs Linux /proc/self/clear_refs; run with --no-memory")
+    results = {}
+    for shape in cases:
+        for name in IMPLEMENTATIONS:
+            for mode in ("forward", "forward_backward"):
+                command = [
+                    sys.executable,
+                    __file__,
+                    "--memory-worker",
+                    name,
+                    mode,
+                    "--threads",
+                    str(threads),
+                    "--shape",
+                    *map(str, shape),
+                ]
+                output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+                results[(shape, name, mode)] = float(output.strip().splitlines()[-1])
+    return results
+
+
+# --------------------------------------------------------------------------------------------------------
+# report
+
+
+def check_equal_outputs(shape) -> dict[str, float]:
+    """Max |output - ccnet output| of the criss-cross baselines: they must compute the same function."""
+    x = torch.randn(shape)
+    ours = _forward(build("ccnet", shape[1]), x)
+    return {
+        name: (_forward(build(name, shape[1]), x) - ours).abs().max().item() for name in ("einsum", "bmm")
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes and fewer repetitions")
+    parser.add_argument(
+        "--repetitions", type=int, default=None, help="timed repetitions (default 7, quick 5)"
+    )
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--no-memory", action="store_true", help="skip the subprocess memory measurements")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--memory-worker", nargs=2, metavar=("IMPL", "MODE"), help=argparse.SUPPRESS)
+    parser.add_argument("--shape", nargs=4, type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.memory_worker:
+        print(memory_worker(args.memory_worker[0], tuple(args.shape), args.memory_worker[1]))
+        return 0
+
+    cases = QUICK_CASES if args.quick else FULL_CASES
+    repetitions = args.repetitions or (5 if args.quick else 7)
+    print(
+        f"criss-cross attention benchmark: cases {cases}, R={RECURRENCE}, {repetitions} repetitions, "
+        f"{args.threads} threads",
+        flush=True,
+    )
+    differences = check_equal_outputs(cases[0])
+    print("max |baseline - ccnet| output difference:", {k: f"{v:.2e}" for k, v in differences.items()})
+    flops = {(s, n): forward_flops(build(n, s[1]), torch.randn(s)) for s in cases for n in IMPLEMENTATIONS}
+    print("timing ...", flush=True)
+    times = time_interleaved(cases, repetitions)
+    memory = {}
+    if not args.no_memory:
+        print("memory (one subprocess per measurement) ...", flush=True)
+        memory = measure_memory(cases, args.threads)
+
+    rows = []
+    for shape in cases:
+        for name in IMPLEMENTATIONS:
+            row = {"shape": list(shape), "impl": name, "gflops": flops[(shape, name)] / 1e9}
+            for mode in ("forward", "forward_backward"):
+                row[f"{mode}_ms"] = 1e3 * times[(shape, name, mode)]
+                row[f"{mode}_ratio"] = times[(shape, name, mode)] / times[(shape, BASELINE, mode)]
+            for mode, key in (("forward", "infer_memory"), ("forward_backward", "train_memory")):
+                if memory:
+                    row[f"{key}_mb"] = memory[(shape, name, mode)]
+                    row[f"{key}_ratio"] = memory[(shape, name, mode)] / max(
+                        memory[(shape, BASELINE, mode)], 1e-9
+                    )
+            rows.append(row)
+    verdicts = _verdicts(rows, cases[0], bool(memory))
+    report = _markdown(rows, verdicts, differences, args, repetitions)
+    print(report)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = "attention-quick" if args.quick else "attention"
+    environment = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "threads": args.threads,
+        "machine": platform.machine(),
+        "processor": _cpu_name(),
+    }
+    (args.out / f"{stem}.json").write_text(
+        json.dumps(
+            {
+                "environment": environment,
+                "repetitions": repetitions,
+                "recurrence": RECURRENCE,
+                "baseline": BASELINE,
+                "output_differences": differences,
+                "rows": rows,
+                "targets": verdicts,
+            },
+            indent=2,
+        )
+    )
+    (args.out / f"{stem}.md").write_text(report)
+    print(f"wrote {args.out / stem}.json and .md")
+    return 0
+
+
+def _verdicts(rows, shape, with_memory: bool) -> dict:
+    ours = next(r for r in rows if r["shape"] == list(shape) and r["impl"] == "ccnet")
+    nonlocal_row = next(r for r in rows if r["shape"] == list(shape) and r["impl"] == "nonlocal")
+    verdicts = {
+        f"{mode} <= {limit}x einsum": {"value": ours.get(f"{mode}_ratio"), "limit": limit}
+        for mode, limit in TARGETS.items()
+        if f"{mode}_ratio" in ours
+    }
+    flop_reduction = 1 - ours["gflops"] / nonlocal_row["gflops"]
+    verdicts[f"FLOPs reduction vs non-local >= {FLOP_REDUCTION:.0%}"] = {
+        "value": flop_reduction,
+        "limit": FLOP_REDUCTION,
+        "higher_is_better": True,
+    }
+    if with_memory:
+        ratio = nonlocal_row["train_memory_mb"] / max(ours["train_memory_mb"], 1e-9)
+        verdicts[f"non-local / ccnet training memory >= {NONLOCAL_MEMORY_RATIO:g}x"] = {
+            "value": ratio,
+            "limit": NONLOCAL_MEMORY_RATIO,
+            "higher_is_better": True,
+        }
+    for verdict in verdicts.values():
+        value, limit = verdict["value"], verdict["limit"]
+        verdict["met"] = value >= limit if verdict.get("higher_is_better") else value <= limit
+    return verdicts
+
+
+def _markdown(rows, verdicts, differences, args, repetitions) -> str:
+    lines = [
+        f"# Criss-cross attention benchmark ({'quick' if args.quick else 'full'})",
+        "",
+        f"torch {torch.__version__}, {args.threads} threads, {_cpu_name()}; R={RECURRENCE} for the "
+        f"criss-cross implementations, one block for non-local; medians of {repetitions} interleaved "
+        f"repetitions; ratios are to `{BASELINE}` in the same run. Memory: peak RSS increase over a "
+        f"warmed-up process holding the module and input. Max output difference to ccnet: "
+        + ", ".join(f"{k} {v:.1e}" for k, v in differences.items()),
+        "",
+        "| shape (B,C,H,W) | impl | GFLOPs fwd | fwd ms | ratio | fwd+bwd ms | ratio | train MB | ratio "
+        "| infer MB | ratio |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        mem = [
+            f"{r[k + '_mb']:.0f} | {r[k + '_ratio']:.2f}" if k + "_mb" in r else "- | -"
+            for k in ("train_memory", "infer_memory")
+        ]
+        lines.append(
+            f"| {tuple(r['shape'])} | {r['impl']} | {r['gflops']:.2f} | {r['forward_ms']:.1f} | "
+            f"{r['forward_ratio']:.2f} | {r['forward_backward_ms']:.1f} | "
+            f"{r['forward_backward_ratio']:.2f} | {mem[0]} | {mem[1]} |"
+        )
+    lines += ["", "Targets (first shape):", ""]
+    for name, v in verdicts.items():
+        lines.append(f"- {name}: {v['value']:.3f} -> {'met' if v['met'] else 'NOT met'}")
+    return "\n".join(lines) + "\n"
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

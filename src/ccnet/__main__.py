@@ -1,0 +1,5 @@
+import sys
+
+from ccnet.cli import main
+
+sys.exit(main())

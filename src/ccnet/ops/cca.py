@@ -1,0 +1,119 @@
+"""Criss-cross attention modules (2-D): CCA and its recurrent form RCCA."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ccnet.ops._criss_cross import criss_cross
+from ccnet.ops.functional import _shape
+
+__all__ = ["CrissCrossAttention", "RecurrentCrissCrossAttention"]
+
+
+class _CrissCrossAttentionNd(nn.Module):
+    """Shared body of the 2-D and 3-D modules; ``num_axes`` is the number of grid axes."""
+
+    num_axes: int
+    _conv: type[nn.Module]
+    _memory_format: torch.memory_format
+    _layout: str
+
+    def __init__(self, in_channels: int, reduction: int = 8) -> None:
+        super().__init__()
+        if in_channels < 1 or reduction < 1 or in_channels // reduction < 1:
+            raise ValueError(
+                f"{type(self).__name__}: need in_channels >= reduction >= 1, got in_channels={in_channels}, "
+                f"reduction={reduction}"
+            )
+        self.in_channels = in_channels
+        self.reduction = reduction
+        reduced = in_channels // reduction
+        self.query_conv = self._conv(in_channels, reduced, 1)
+        self.key_conv = self._conv(in_channels, reduced, 1)
+        self.value_conv = self._conv(in_channels, in_channels, 1)
+        # Zero: a fresh module is the identity, and the attention is blended in as training goes.
+        self.gamma = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """y = gamma * CCA(x) + x; input and output (B, C, *grid), output in channels-last memory."""
+        if not torch.jit.is_tracing() and (
+            x.dim() != self.num_axes + 2 or x.shape[1] != self.in_channels or x.numel() == 0
+        ):
+            raise ValueError(
+                f"{type(self).__name__}: expected a non-empty input {self._layout} with "
+                f"C={self.in_channels}, got shape {_shape(x)}"
+            )
+        x = x.contiguous(memory_format=self._memory_format)
+        # One convolution for query and key; the value projection runs after aggregation, inside the op.
+        qk_weight = torch.cat([self.query_conv.weight, self.key_conv.weight])
+        qk_bias = torch.cat([self.query_conv.bias, self.key_conv.bias])
+        conv = F.conv2d if self.num_axes == 2 else F.conv3d
+        qk = conv(x, qk_weight, qk_bias)  # (B, 2C', *grid)
+        reduced = self.query_conv.out_channels
+        query, key = (
+            qk[:, :reduced],
+            qk[:, reduced:],
+        )  # slices, not chunk: ONNX opset 17 has no Split(num_outputs)
+        return criss_cross(
+            query,
+            key,
+            x,
+            self.num_axes,
+            proj_weight=self.value_conv.weight.flatten(1),
+            proj_bias=self.value_conv.bias,
+            gamma=self.gamma,
+            residual=x,
+        )
+
+    def extra_repr(self) -> str:
+        return f"in_channels={self.in_channels}, reduction={self.reduction}"
+
+
+class CrissCrossAttention(_CrissCrossAttentionNd):
+    """Criss-cross attention block (CCNet, Huang et al. 2019) on (B, C, H, W) features.
+
+    query/key: 1x1 convs C -> C // reduction; value: 1x1 conv C -> C (all with bias). Each pixel attends to
+    the H + W - 1 pixels of its row and column (one joint softmax); ``y = gamma * attention + x`` with the
+    scalar ``gamma`` initialised to 0.
+
+    Args:
+        in_channels: C.
+        reduction: channel reduction of query and key (8 in the paper).
+    """
+
+    num_axes = 2
+    _conv = nn.Conv2d
+    _memory_format = torch.channels_last
+    _layout = "(B, C, H, W)"
+
+
+class RecurrentCrissCrossAttention(nn.Module):
+    """Recurrent criss-cross attention (RCCA): one :class:`CrissCrossAttention` applied ``recurrence`` times.
+
+    With the shared weights applied twice every pixel gathers context from the whole image.
+    (B, C, H, W) -> (B, C, H, W); ``recurrence=0`` is the identity.
+
+    Args:
+        in_channels: C.
+        recurrence: R, the number of applications (2 in the paper).
+        reduction: channel reduction of query and key.
+    """
+
+    def __init__(self, in_channels: int, recurrence: int = 2, reduction: int = 8) -> None:
+        super().__init__()
+        if recurrence < 0:
+            raise ValueError(f"RecurrentCrissCrossAttention: recurrence must be >= 0, got {recurrence}")
+        self.recurrence = recurrence
+        self.cca = self._block(in_channels, reduction)
+
+    _block = CrissCrossAttention
+
+    def forward(self, x: Tensor) -> Tensor:
+        for _ in range(self.recurrence):
+            x = self.cca(x)
+        return x
+
+    def extra_repr(self) -> str:
+        return f"recurrence={self.recurrence}"

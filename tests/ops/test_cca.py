@@ -1,0 +1,317 @@
+"""Criss-cross attention (2-D and 3-D) against independent oracles: a dense masked attention and gradcheck."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import ccnet
+from ccnet.ops._criss_cross import criss_cross
+from tests.oracles import criss_cross_mask, dense_cca_block, dense_criss_cross
+
+PATHS = ["fast", "portable"]
+
+# (B, C', C, *grid): 1x1, 1xW, Hx1, odd, non-square, batch 3
+SHAPES_2D = [
+    (1, 2, 3, 1, 1),
+    (2, 2, 3, 1, 6),
+    (2, 3, 2, 5, 1),
+    (1, 4, 5, 7, 7),
+    (3, 3, 4, 5, 8),
+    (2, 1, 3, 9, 4),
+]
+SHAPES_3D = [
+    (1, 2, 3, 1, 1, 1),
+    (2, 2, 3, 1, 4, 5),
+    (1, 3, 2, 4, 1, 3),
+    (1, 2, 3, 3, 4, 1),
+    (3, 2, 4, 3, 5, 4),
+]
+
+
+def _random_qkv(shape, dtype=torch.float64, scale=1.5):
+    batch, c_qk, c_v, *grid = shape
+    q = (scale * torch.randn(batch, c_qk, *grid, dtype=dtype)).requires_grad_()
+    k = (scale * torch.randn(batch, c_qk, *grid, dtype=dtype)).requires_grad_()
+    v = torch.randn(batch, c_v, *grid, dtype=dtype).requires_grad_()
+    return q, k, v
+
+
+def test_mask_counts_each_position_once():
+    # The oracle's own premise: H + W - 1 positions in 2-D, T + H + W - 2 in 3-D.
+    assert criss_cross_mask((5, 7)).sum(1).tolist() == [5 + 7 - 1] * 35
+    assert criss_cross_mask((3, 4, 6)).sum(1).tolist() == [3 + 4 + 6 - 2] * 72
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("shape", SHAPES_2D + SHAPES_3D, ids=str)
+def test_matches_dense_oracle_forward_and_backward(shape, path):
+    torch.manual_seed(0)
+    q, k, v = _random_qkv(shape)
+    num_axes = len(shape) - 3
+    out = criss_cross(q, k, v, num_axes, path=path)
+    expected = dense_criss_cross(q, k, v)
+    torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-10)
+    upstream = torch.randn_like(expected)
+    grads = torch.autograd.grad(out, (q, k, v), upstream)
+    expected_grads = torch.autograd.grad(expected, (q, k, v), upstream)
+    for name, got, want in zip("qkv", grads, expected_grads):
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9, msg=f"grad {name}")
+
+
+def test_public_functionals():
+    torch.manual_seed(1)
+    q, k, v = _random_qkv((2, 3, 4, 5, 6))
+    torch.testing.assert_close(ccnet.criss_cross_attention(q, k, v), dense_criss_cross(q, k, v))
+    q, k, v = _random_qkv((2, 3, 4, 2, 5, 3))
+    torch.testing.assert_close(ccnet.criss_cross_attention_3d(q, k, v), dense_criss_cross(q, k, v))
+
+
+def _module(cls, channels=16, gamma=0.8):
+    torch.manual_seed(2)
+    module = cls(channels).double()
+    with torch.no_grad():
+        module.gamma.fill_(gamma)
+        for conv in (module.query_conv, module.key_conv, module.value_conv):
+            conv.bias.normal_()
+    return module
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize(
+    ("cls", "grid"),
+    [
+        (ccnet.CrissCrossAttention, (1, 1)),
+        (ccnet.CrissCrossAttention, (1, 7)),
+        (ccnet.CrissCrossAttention, (6, 1)),
+        (ccnet.CrissCrossAttention, (5, 8)),
+        (ccnet.CrissCrossAttention3d, (1, 4, 5)),
+        (ccnet.CrissCrossAttention3d, (3, 4, 2)),
+    ],
+    ids=str,
+)
+def test_module_matches_paper_order_oracle(cls, grid, path, monkeypatch):
+    """The module projects values after aggregating; the oracle projects first, as the paper writes it."""
+    module = _module(cls)
+    if path == "portable":
+        monkeypatch.setattr("ccnet.ops._criss_cross.use_portable_path", lambda: True)
+    x = torch.randn(3, 16, *grid, dtype=torch.float64, requires_grad=True)
+    y = module(x)
+    expected = dense_cca_block(x, module)
+    torch.testing.assert_close(y, expected, rtol=1e-10, atol=1e-10)
+    upstream = torch.randn_like(expected)
+    inputs = [x, *module.parameters()]
+    names = ["x"] + [n for n, _ in module.named_parameters()]
+    grads = torch.autograd.grad(y, inputs, upstream)
+    expected_grads = torch.autograd.grad(expected, inputs, upstream)
+    for name, got, want in zip(names, grads, expected_grads):
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9, msg=f"grad {name}")
+
+
+@pytest.mark.parametrize("recurrence", [0, 1, 2, 3])
+def test_recurrent_module_is_repeated_shared_block(recurrence):
+    torch.manual_seed(3)
+    rcca = ccnet.RecurrentCrissCrossAttention(16, recurrence=recurrence).double()
+    with torch.no_grad():
+        rcca.cca.gamma.fill_(-0.6)
+    assert len(list(rcca.parameters())) == 7  # one shared block: 3 convs x (weight, bias) + gamma
+    x = torch.randn(2, 16, 5, 4, dtype=torch.float64, requires_grad=True)
+    expected = x
+    for _ in range(recurrence):
+        expected = dense_cca_block(expected, rcca.cca)
+    y = rcca(x)
+    torch.testing.assert_close(y, expected, rtol=1e-10, atol=1e-10)
+    if recurrence:
+        grads = torch.autograd.grad(y.square().sum(), [x, *rcca.parameters()])
+        expected_grads = torch.autograd.grad(expected.square().sum(), [x, *rcca.parameters()])
+        for got, want in zip(grads, expected_grads):
+            torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
+
+
+def test_gradcheck_functional_2d_and_3d():
+    torch.manual_seed(4)
+    for shape, num_axes in (((2, 2, 3, 3, 4), 2), ((1, 2, 2, 2, 3, 3), 3)):
+        q, k, v = _random_qkv(shape)
+        assert torch.autograd.gradcheck(lambda a, b, c, n=num_axes: criss_cross(a, b, c, n), (q, k, v))
+        assert torch.autograd.gradgradcheck(
+            lambda a, b, c, n=num_axes: criss_cross(a, b, c, n, path="portable"), (q, k, v)
+        )
+
+
+def test_gradcheck_fused_block():
+    """The fused projection + gamma + residual step of the module, w.r.t. every input."""
+    torch.manual_seed(5)
+    for grid in ((3, 4), (2, 3, 3)):
+        q, k, x = _random_qkv((2, 2, 3, *grid))
+        weight = torch.randn(3, 3, dtype=torch.float64, requires_grad=True)
+        bias = torch.randn(3, dtype=torch.float64, requires_grad=True)
+        gamma = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
+
+        num_axes = len(grid)
+
+        def block(q, k, x, weight, bias, gamma, n=num_axes):
+            return criss_cross(q, k, x, n, proj_weight=weight, proj_bias=bias, gamma=gamma, residual=x)
+
+        assert torch.autograd.gradcheck(block, (q, k, x, weight, bias, gamma))
+
+
+def _reach(recurrence: int, size=(6, 7)) -> torch.Tensor:
+    """|d y[u] / d x[v]| summed over channels, for the centre-ish output pixel u."""
+    torch.manual_seed(6)
+    rcca = ccnet.RecurrentCrissCrossAttention(8, recurrence=recurrence, reduction=2).double()
+    with torch.no_grad():
+        rcca.cca.gamma.fill_(1.0)
+    x = torch.randn(1, 8, *size, dtype=torch.float64, requires_grad=True)
+    u = (2, 3)
+    (grad,) = torch.autograd.grad(rcca(x)[0, :, u[0], u[1]].sum(), x)
+    return grad.abs().sum(1)[0]
+
+
+def test_reach_one_loop_is_a_cross_two_loops_the_whole_image():
+    reach1 = _reach(1)
+    cross = torch.zeros(6, 7, dtype=torch.bool)
+    cross[2, :] = True
+    cross[:, 3] = True
+    assert (reach1[cross] > 1e-8).all()
+    assert (reach1[~cross] == 0).all()
+    assert (_reach(2) > 1e-8).all()
+
+
+def _lowp_module(cls, grid):
+    torch.manual_seed(7)
+    module = cls(32)
+    with torch.no_grad():
+        module.gamma.fill_(1.0)
+    x = torch.randn(2, 32, *grid)
+    return module, x
+
+
+# bf16 keeps 8 mantissa bits (relative step 2^-8 ~ 0.4%); outputs are O(1) after a few O(1)-sized sums.
+LOWP_TOLERANCE = {torch.bfloat16: 0.1, torch.float16: 0.02}
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize(
+    ("cls", "grid"),
+    [
+        (ccnet.CrissCrossAttention, (9, 11)),
+        (ccnet.CrissCrossAttention, (1, 5)),
+        (ccnet.CrissCrossAttention, (5, 1)),
+        (ccnet.CrissCrossAttention3d, (1, 4, 5)),
+        (ccnet.CrissCrossAttention3d, (3, 5, 4)),
+    ],
+    ids=str,
+)
+def test_autocast_agrees_with_float32(cls, grid, dtype):
+    module, x = _lowp_module(cls, grid)
+    x.requires_grad_()
+    expected = module(x)
+    (expected_grad,) = torch.autograd.grad(expected.sum(), x)
+    with torch.autocast("cpu", dtype=dtype):
+        y = module(x)
+    assert y.dtype == dtype
+    (grad,) = torch.autograd.grad(y.float().sum(), x)
+    assert torch.isfinite(y).all() and torch.isfinite(grad).all()
+    tol = LOWP_TOLERANCE[dtype]
+    torch.testing.assert_close(y.float(), expected, atol=tol, rtol=tol)
+    torch.testing.assert_close(grad, expected_grad, atol=tol, rtol=tol)
+
+
+def test_large_energies_do_not_overflow_in_half_precision():
+    # Energies above the float16 range (65504) must still give a finite softmax: it runs in float32.
+    torch.manual_seed(8)
+    q = torch.full((1, 4, 3, 5), 200.0)
+    k = torch.full((1, 4, 3, 5), 200.0) + torch.randn(1, 4, 3, 5)
+    v = torch.randn(1, 6, 3, 5)
+    with torch.autocast("cpu", dtype=torch.float16):
+        out = ccnet.criss_cross_attention(q, k, v)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(
+        out.float(), dense_criss_cross(q.double(), k.double(), v.double()).float(), atol=0.02, rtol=0.02
+    )
+
+
+def test_channels_last_and_strided_inputs():
+    torch.manual_seed(9)
+    q, k, v = (t.detach() for t in _random_qkv((2, 3, 4, 6, 5)))
+    expected = dense_criss_cross(q, k, v)
+    cl = [t.contiguous(memory_format=torch.channels_last) for t in (q, k, v)]
+    torch.testing.assert_close(ccnet.criss_cross_attention(*cl), expected)
+    wide = torch.randn(2, 3, 6, 10, dtype=torch.float64)[..., ::2]  # non-contiguous view
+    torch.testing.assert_close(ccnet.criss_cross_attention(wide, k, v), dense_criss_cross(wide, k, v))
+
+
+def test_inference_mode_and_no_grad_match_training_path():
+    module = _module(ccnet.CrissCrossAttention)
+    x = torch.randn(2, 16, 5, 7, dtype=torch.float64)
+    expected = dense_cca_block(x, module)
+    with torch.inference_mode():
+        torch.testing.assert_close(module(x), expected)
+    with torch.no_grad():
+        torch.testing.assert_close(module(x), expected)
+
+
+def test_deterministic():
+    rcca = ccnet.RecurrentCrissCrossAttention(32)
+    with torch.no_grad():
+        rcca.cca.gamma.fill_(0.5)
+    x = torch.randn(2, 32, 13, 17, requires_grad=True)
+    runs = []
+    for _ in range(2):
+        y = rcca(x)
+        (grad,) = torch.autograd.grad(y.square().sum(), x)
+        runs.append((y.detach(), grad))
+    assert torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1], runs[1][1])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (((1, 2, 3), (1, 2, 3), (1, 4, 3)), r"query must have 4 dims \(B, C, H, W\), got shape \(1, 2, 3\)"),
+        (
+            ((1, 2, 3, 4), (1, 3, 3, 4), (1, 4, 3, 4)),
+            r"same shape, got query \(1, 2, 3, 4\), key \(1, 3, 3, 4\)",
+        ),
+        (((1, 2, 3, 4), (1, 2, 3, 4), (1, 4, 3, 5)), r"value must share .* value \(1, 4, 3, 5\)"),
+        (((2, 2, 3, 4), (2, 2, 3, 4), (1, 4, 3, 4)), r"value must share .* value \(1, 4, 3, 4\)"),
+        (((1, 2, 0, 4), (1, 2, 0, 4), (1, 4, 0, 4)), r"empty dimension, got shape \(1, 2, 0, 4\)"),
+    ],
+)
+def test_bad_shapes_are_named(args, message):
+    tensors = [torch.randn(s) for s in args]
+    with pytest.raises(ValueError, match=message):
+        ccnet.criss_cross_attention(*tensors)
+
+
+def test_bad_dtypes_and_module_inputs():
+    q = torch.randn(1, 2, 3, 4)
+    with pytest.raises(ValueError, match=r"share one dtype, got torch.float32, torch.float32, torch.float64"):
+        ccnet.criss_cross_attention(q, q, torch.randn(1, 4, 3, 4, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"floating-point tensor, got torch.int64"):
+        ccnet.criss_cross_attention(q, q, torch.ones(1, 4, 3, 4, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"must have 5 dims \(B, C, T, H, W\), got shape \(1, 2, 3, 4\)"):
+        ccnet.criss_cross_attention_3d(q, q, q)
+    with pytest.raises(ValueError, match=r"C=16, got shape \(1, 8, 4, 4\)"):
+        ccnet.CrissCrossAttention(16)(torch.randn(1, 8, 4, 4))
+    with pytest.raises(ValueError, match=r"\(B, C, T, H, W\) with C=16, got shape \(1, 16, 4, 4\)"):
+        ccnet.CrissCrossAttention3d(16)(torch.randn(1, 16, 4, 4))
+    with pytest.raises(ValueError, match="in_channels=4, reduction=8"):
+        ccnet.CrissCrossAttention(4)
+    with pytest.raises(ValueError, match="recurrence must be >= 0, got -1"):
+        ccnet.RecurrentCrissCrossAttention(16, recurrence=-1)
+
+
+def test_fresh_module_is_identity_and_state_dict_names():
+    rcca = ccnet.RecurrentCrissCrossAttention(16)
+    x = torch.randn(1, 16, 4, 5)
+    torch.testing.assert_close(rcca(x), x)
+    assert set(rcca.state_dict()) == {
+        "cca.query_conv.weight",
+        "cca.query_conv.bias",
+        "cca.key_conv.weight",
+        "cca.key_conv.bias",
+        "cca.value_conv.weight",
+        "cca.value_conv.bias",
+        "cca.gamma",
+    }
+    assert rcca.cca.query_conv.weight.shape == (2, 16, 1, 1) and rcca.cca.gamma.shape == ()

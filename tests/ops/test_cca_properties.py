@@ -1,0 +1,55 @@
+"""Property-based tests: random shapes and dtypes against the dense oracle."""
+
+from __future__ import annotations
+
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ccnet.ops._criss_cross import criss_cross
+from tests.oracles import dense_criss_cross
+
+# Tolerances per input dtype, relative to a float64 oracle on O(1) data.
+TOLERANCE = {torch.float64: 1e-10, torch.float32: 2e-5, torch.bfloat16: 0.1, torch.float16: 0.02}
+
+grids = st.one_of(
+    st.tuples(st.integers(1, 7), st.integers(1, 7)),
+    st.tuples(st.integers(1, 4), st.integers(1, 5), st.integers(1, 5)),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    batch=st.integers(1, 3),
+    c_qk=st.integers(1, 4),
+    c_v=st.integers(1, 5),
+    grid=grids,
+    dtype=st.sampled_from(list(TOLERANCE)),
+    path=st.sampled_from(["fast", "portable"]),
+    channels_last=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_random_shapes_and_dtypes(batch, c_qk, c_v, grid, dtype, path, channels_last, seed):
+    generator = torch.Generator().manual_seed(seed)
+    q64 = torch.randn(batch, c_qk, *grid, generator=generator, dtype=torch.float64)
+    k64 = torch.randn(batch, c_qk, *grid, generator=generator, dtype=torch.float64)
+    v64 = torch.randn(batch, c_v, *grid, generator=generator, dtype=torch.float64)
+    q, k, v = (t.to(dtype) for t in (q64, k64, v64))
+    if channels_last:
+        fmt = torch.channels_last if len(grid) == 2 else torch.channels_last_3d
+        q, k, v = (t.contiguous(memory_format=fmt) for t in (q, k, v))
+    q.requires_grad_()
+    v.requires_grad_()
+    out = criss_cross(q, k, v, len(grid), path=path)
+    assert out.dtype == dtype and out.shape == v.shape
+    # The oracle sees the same rounded inputs, so only the op's own rounding is measured.
+    q_ref, k_ref, v_ref = (t.detach().double().requires_grad_() for t in (q, k, v))
+    expected = dense_criss_cross(q_ref, k_ref, v_ref)
+    tol = TOLERANCE[dtype]
+    torch.testing.assert_close(out.double(), expected, atol=tol, rtol=tol)
+    upstream = torch.randn(expected.shape, generator=generator, dtype=torch.float64)
+    grad_q, grad_v = torch.autograd.grad(out, (q, v), upstream.to(dtype))
+    want_q, want_v = torch.autograd.grad(expected, (q_ref, v_ref), upstream)
+    assert torch.isfinite(grad_q).all() and torch.isfinite(grad_v).all()
+    torch.testing.assert_close(grad_v.double(), want_v, atol=tol, rtol=tol)
+    torch.testing.assert_close(grad_q.double(), want_q, atol=4 * tol, rtol=4 * tol)
