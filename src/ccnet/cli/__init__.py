@@ -12,7 +12,9 @@ import sys
 from collections.abc import Sequence
 
 # command name -> (module, one-line help)
-COMMANDS: dict[str, tuple[str, str]] = {}
+COMMANDS: dict[str, tuple[str, str]] = {
+    "data": ("ccnet.cli.data", "inspect datasets: check a copy, list the built-in ones"),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

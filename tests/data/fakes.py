@@ -1,0 +1,143 @@
+"""Tiny fake dataset trees in the official layouts, with labels whose training ids are known by hand.
+
+Every image is 32x64 (H x W). Label images are vertical stripes: ``stripes([a, b, ...])`` gives stripe ``i``
+the stored value ``values[i]``; the expected training ids are written out by hand next to each tree.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+H, W = 32, 64
+
+
+def stripes(values: list[int], height: int = H, width: int = W) -> np.ndarray:
+    """``uint8`` (height, width): ``len(values)`` equal-width vertical stripes holding ``values``."""
+    columns = np.repeat(np.asarray(values, dtype=np.uint8), width // len(values))
+    return np.tile(columns, (height, 1))
+
+
+def write_image(path: Path, seed: int = 0, height: int = H, width: int = W) -> np.ndarray:
+    """A random RGB image (PNG or JPEG by suffix); returns the pixels written."""
+    pixels = np.random.default_rng(seed).integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path)
+    return pixels
+
+
+def write_label(path: Path, values: np.ndarray, mode: str = "L") -> None:
+    """A single-channel label PNG; ``mode="P"`` writes a palette PNG (VOC style) storing the indices."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.fromarray(values.astype(np.uint8))  # mode "L"
+    if mode == "P":
+        # putpalette turns an L image into a P image with the same stored indices
+        image.putpalette([c for i in range(256) for c in (i, 255 - i, (7 * i) % 256)])
+        assert image.mode == "P"
+    image.save(path)
+
+
+# --- Cityscapes: stored labelIds and the trainIds expected for them --------------------------------------
+CITYSCAPES_FRAMES = [
+    "aachen/aachen_000000_000019",
+    "aachen/aachen_000001_000019",
+    "bochum/bochum_000000_000313",
+]
+CITYSCAPES_LABEL_IDS = [
+    [7, 8, 26, 33, 0, 1, 4, 23],
+    [11, 12, 13, 17, 19, 20, 21, 22],
+    [24, 25, 27, 28, 31, 32, 6, 5],
+]
+CITYSCAPES_TRAIN_IDS = [
+    [0, 1, 13, 18, 255, 255, 255, 10],
+    [2, 3, 4, 5, 6, 7, 8, 9],
+    [11, 12, 14, 15, 16, 17, 255, 255],
+]
+
+
+def make_cityscapes(root: Path, split: str = "val") -> Path:
+    for k, (frame, ids) in enumerate(zip(CITYSCAPES_FRAMES, CITYSCAPES_LABEL_IDS, strict=True)):
+        write_image(root / "leftImg8bit" / split / f"{frame}_leftImg8bit.png", seed=k)
+        write_label(root / "gtFine" / split / f"{frame}_gtFine_labelIds.png", stripes(ids))
+    return root
+
+
+# --- ADE20K: reduce_zero_label ------------------------------------------------------------------------
+ADE_STORED = [[0, 1, 2, 150, 75, 255, 0, 1], [3, 3, 3, 3, 4, 4, 4, 4]]
+ADE_TRAIN_IDS = [[255, 0, 1, 149, 74, 255, 255, 0], [2, 2, 2, 2, 3, 3, 3, 3]]
+
+
+def make_ade20k(root: Path, split: str = "validation") -> Path:
+    """``root`` is the parent of ADEChallengeData2016 (the loader accepts both)."""
+    base = root / "ADEChallengeData2016"
+    for k, stored in enumerate(ADE_STORED):
+        name = f"ADE_{split[:3]}_{k + 1:08d}"
+        write_image(base / "images" / split / f"{name}.jpg", seed=k)
+        write_label(base / "annotations" / split / f"{name}.png", stripes(stored))
+    return root
+
+
+# --- Pascal VOC 2012 + SBD aug ----------------------------------------------------------------------
+VOC_IDS = ["2007_000032", "2007_000039", "2008_000123"]
+VOC_STORED = [[0, 1, 15, 20, 255, 0, 7, 7], [0, 0, 0, 0, 12, 12, 255, 255], [3, 4, 5, 6, 8, 9, 10, 11]]
+
+
+def make_voc(root: Path) -> Path:
+    """``root``/VOCdevkit/VOC2012 with palette labels (SegmentationClass) and grey aug labels."""
+    base = root / "VOCdevkit" / "VOC2012"
+    for k, (image_id, stored) in enumerate(zip(VOC_IDS, VOC_STORED, strict=True)):
+        write_image(base / "JPEGImages" / f"{image_id}.jpg", seed=k)
+        write_label(base / "SegmentationClass" / f"{image_id}.png", stripes(stored), mode="P")
+        write_label(base / "SegmentationClassAug" / f"{image_id}.png", stripes(stored), mode="L")
+    lists = base / "ImageSets" / "Segmentation"
+    lists.mkdir(parents=True)
+    (lists / "train.txt").write_text(f"{VOC_IDS[0]}\n{VOC_IDS[2]}\n")
+    (lists / "val.txt").write_text(f"{VOC_IDS[1]}\n")
+    # the DeepLab-style aug list: "image label" pairs per line
+    (lists / "aug.txt").write_text(
+        "".join(f"/JPEGImages/{i}.jpg /SegmentationClassAug/{i}.png\n" for i in VOC_IDS)
+    )
+    return root
+
+
+# --- LIP ------------------------------------------------------------------------------------------
+LIP_STORED = [[0, 1, 2, 5, 13, 19, 18, 0], [14, 15, 16, 17, 255, 255, 0, 0]]
+
+
+def make_lip(root: Path, split: str = "train") -> Path:
+    for k, stored in enumerate(LIP_STORED):
+        name = f"{k + 100}_{k * 7 + 3}"
+        write_image(root / "TrainVal_images" / f"{split}_images" / f"{name}.jpg", seed=k)
+        write_label(
+            root / "TrainVal_parsing_annotations" / f"{split}_segmentations" / f"{name}.png", stripes(stored)
+        )
+    return root
+
+
+# --- CamVid (SegNet copy) -------------------------------------------------------------------------
+# written out of order on purpose; the loader must sort by (sequence, frame number)
+CAMVID_FILES = ["0006R0_f00930", "0001TP_006720", "0001TP_006690", "0006R0_f00960", "0001TP_006750"]
+CAMVID_STORED = [[0, 1, 2, 3, 4, 5, 11, 11], [6, 7, 8, 9, 10, 11, 0, 0]]
+CAMVID_TRAIN_IDS = [[0, 1, 2, 3, 4, 5, 255, 255], [6, 7, 8, 9, 10, 255, 0, 0]]
+
+
+def make_camvid(root: Path, split: str = "train") -> Path:
+    for k, name in enumerate(CAMVID_FILES):
+        write_image(root / split / f"{name}.png", seed=k)
+        write_label(root / f"{split}annot" / f"{name}.png", stripes(CAMVID_STORED[k % 2]))
+    return root
+
+
+# --- the plain folder format ------------------------------------------------------------------------
+FOLDER_STEMS = ["cat_01", "cat_02", "dog_01"]
+FOLDER_STORED = [[0, 1, 2, 255], [2, 2, 1, 1], [0, 0, 0, 2]]
+
+
+def make_folder(root: Path, meta: str = "classes: [background, cat, dog]\n") -> Path:
+    for k, (stem, stored) in enumerate(zip(FOLDER_STEMS, FOLDER_STORED, strict=True)):
+        write_image(root / "images" / f"{stem}.jpg", seed=k)
+        write_label(root / "masks" / f"{stem}.png", stripes(stored))
+    (root / "meta.yaml").write_text(meta)
+    return root
