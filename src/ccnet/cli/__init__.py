@@ -14,6 +14,8 @@ from collections.abc import Sequence
 # command name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("ccnet.cli.data", "inspect datasets: check a copy, list the built-in ones"),
+    "info": ("ccnet.cli.info", "show a model's parameters, FLOPs and feature strides (no name: list all)"),
+    "convert": ("ccnet.cli.convert", "convert an mmseg / SSSeg / authors' checkpoint to ccnet weights"),
 }
 
 

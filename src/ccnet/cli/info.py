@@ -1,0 +1,92 @@
+"""``ccnet info [NAME]``: parameters, FLOPs and feature strides of a model; without NAME, list models and
+zoo weights. NAME is a registered model (``ccnet_r50_d8``) or zoo weights (``mmseg:...``, not downloaded)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", nargs="?", help="model name or zoo weights name; omit to list both")
+    parser.add_argument("--input-size", nargs=2, type=int, default=(512, 1024), metavar=("H", "W"))
+    parser.add_argument("--num-classes", type=int, default=None, help="K (default: the zoo entry's, else 19)")
+    parser.add_argument("--no-flops", action="store_true", help="skip the FLOP count (one forward pass)")
+
+
+def summarize_model(model: Any, input_size: tuple[int, int] | None = (512, 1024)) -> dict[str, Any]:
+    """Parameter counts (total and per top-level part), backbone feature channels/strides and, when
+    ``input_size`` is given, the FLOPs of one eval-mode forward pass on a (1, 3, H, W) input (counted by
+    ``torch.utils.flop_counter``: a multiply-add is 2 FLOPs)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    summary: dict[str, Any] = {
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "parts": {name: sum(p.numel() for p in child.parameters()) for name, child in model.named_children()},
+    }
+    info = model.backbone.feature_info
+    summary["features"] = [
+        {"module": m, "channels": c, "stride": r}
+        for m, c, r in zip(info.module_name(), info.channels(), info.reduction(), strict=True)
+    ]
+    if input_size is not None:
+        device = next(model.parameters()).device
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad(), FlopCounterMode(display=False) as counter:
+                model(torch.zeros(1, 3, *input_size, device=device))
+        finally:
+            model.train(was_training)
+        summary["input_size"] = tuple(input_size)
+        summary["flops"] = counter.get_total_flops()
+    return summary
+
+
+def _listing() -> str:
+    from ccnet.models import ZOO, list_models
+
+    lines = ["models:", *(f"  {name}" for name in list_models()), "weights:"]
+    for entry in ZOO.values():
+        lines.append(f"  {entry.name:48s} {entry.arch:16s} {entry.dataset:11s} mIoU {entry.miou:.2f}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ccnet.models import ZOO, create_model
+
+    if args.name is None:
+        print(_listing())
+        return 0
+    entry = ZOO.get(args.name)
+    arch = entry.arch if entry else args.name
+    num_classes = args.num_classes or (entry.num_classes if entry else 19)
+    try:
+        model = create_model(arch, num_classes=num_classes, **(entry.model_kwargs if entry else {}))
+    except ValueError as err:
+        print(f"ccnet info: error: {err}")
+        return 2
+    summary = summarize_model(model, None if args.no_flops else tuple(args.input_size))
+    lines = [f"model: {arch}  ({num_classes} classes, align_corners={model.align_corners})"]
+    if entry:
+        lines += [
+            f"weights: {entry.name}  [{entry.source}] {entry.url}",
+            f"  dataset {entry.dataset}, crop {entry.crop_size}, test {entry.test_mode}"
+            + (f" stride {entry.test_stride}" if entry.test_stride else "")
+            + f", test scale {entry.test_scale}, mIoU {entry.miou}"
+            + (f" / {entry.miou_ms_flip} ms+flip" if entry.miou_ms_flip else ""),
+            f"  preprocess mean {entry.preprocess.mean} std {entry.preprocess.std} "
+            f"{'BGR' if entry.preprocess.bgr else 'RGB'}",
+        ]
+    parts = ", ".join(f"{name} {count / 1e6:.2f}M" for name, count in summary["parts"].items())
+    lines.append(f"parameters: {summary['parameters'] / 1e6:.2f}M ({parts})")
+    for feature in summary["features"]:
+        lines.append(
+            f"feature {feature['module']}: {feature['channels']} channels, stride {feature['stride']}"
+        )
+    if "flops" in summary:
+        h, w = summary["input_size"]
+        lines.append(f"FLOPs at 1x3x{h}x{w}: {summary['flops'] / 1e9:.1f} G")
+    print("\n".join(lines))
+    return 0
