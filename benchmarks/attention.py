@@ -9,8 +9,8 @@ Four implementations with identical weights, R=2 for the criss-cross ones:
 * ``nonlocal`` -- one non-local block (embedded Gaussian, C/8 query/key, C value, gamma residual).
 
 Measured in ONE run: inference forward time, forward+backward time (medians of interleaved repetitions),
-peak memory for forward+backward and for inference (each in a fresh subprocess: peak RSS increase over the
-same process after it built the module, allocated the input and warmed up), and forward FLOPs
+peak memory for forward+backward and for inference (each the median of 3 fresh subprocesses: peak RSS increase
+over the same process after it built the module, allocated the input and warmed up), and forward FLOPs
 (torch.utils.flop_counter). Writes ``benchmarks/results/attention[-quick].{json,md}``.
 
     python benchmarks/attention.py            # full run (several minutes)
@@ -210,27 +210,24 @@ def memory_worker(name: str, shape: tuple[int, ...], mode: str) -> float:
     return (_status_kb("VmHWM") - baseline_kb) / 1024
 
 
+MEMORY_RUNS = 3  # the allocator's fragmentation varies from process to process: report the median
+
+
 def measure_memory(cases, threads: int) -> dict:
-    """Peak RSS increase (MB) per (case, implementation, mode), each measured in a fresh subprocess."""
+    """Peak RSS increase (MB) per (case, implementation, mode): median of fresh subprocesses."""
     if not Path("/proc/self/clear_refs").exists():
         raise SystemExit("memory measurement needs Linux /proc/self/clear_refs; run with --no-memory")
     results = {}
     for shape in cases:
         for name in IMPLEMENTATIONS:
             for mode in ("forward", "forward_backward"):
-                command = [
-                    sys.executable,
-                    __file__,
-                    "--memory-worker",
-                    name,
-                    mode,
-                    "--threads",
-                    str(threads),
-                    "--shape",
-                    *map(str, shape),
-                ]
-                output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-                results[(shape, name, mode)] = float(output.strip().splitlines()[-1])
+                command = [sys.executable, __file__, "--memory-worker", name, mode]
+                command += ["--threads", str(threads), "--shape", *map(str, shape)]
+                runs = []
+                for _ in range(MEMORY_RUNS):
+                    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+                    runs.append(float(output.split()[-1]))
+                results[(shape, name, mode)] = statistics.median(runs)
     return results
 
 

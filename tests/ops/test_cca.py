@@ -9,7 +9,21 @@ import ccnet
 from ccnet.ops._criss_cross import criss_cross
 from tests.oracles import criss_cross_mask, dense_cca_block, dense_criss_cross
 
-PATHS = ["fast", "portable"]
+
+@pytest.fixture(params=["fast", "fast-chunked", "portable"])
+def path(request, monkeypatch):
+    """The implementation under test, also for the modules' automatic choice.
+
+    "fast-chunked" is the fast path with one row of axis 0 per chunk, to cross chunk boundaries.
+    """
+    if request.param == "portable":
+        monkeypatch.setattr("ccnet.ops._criss_cross.use_portable_path", lambda: True)
+        return "portable"
+    monkeypatch.setattr("ccnet.ops._criss_cross.SMALL_PROBLEM_ELEMENTS", 0)
+    if request.param == "fast-chunked":
+        monkeypatch.setattr("ccnet.ops._criss_cross.CHUNK_ELEMENTS", 1)
+    return "fast"
+
 
 # (B, C', C, *grid): 1x1, 1xW, Hx1, odd, non-square, batch 3
 SHAPES_2D = [
@@ -43,7 +57,6 @@ def test_mask_counts_each_position_once():
     assert criss_cross_mask((3, 4, 6)).sum(1).tolist() == [3 + 4 + 6 - 2] * 72
 
 
-@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("shape", SHAPES_2D + SHAPES_3D, ids=str)
 def test_matches_dense_oracle_forward_and_backward(shape, path):
     torch.manual_seed(0)
@@ -77,7 +90,6 @@ def _module(cls, channels=16, gamma=0.8):
     return module
 
 
-@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize(
     ("cls", "grid"),
     [
@@ -90,11 +102,9 @@ def _module(cls, channels=16, gamma=0.8):
     ],
     ids=str,
 )
-def test_module_matches_paper_order_oracle(cls, grid, path, monkeypatch):
+def test_module_matches_paper_order_oracle(cls, grid, path):
     """The module projects values after aggregating; the oracle projects first, as the paper writes it."""
     module = _module(cls)
-    if path == "portable":
-        monkeypatch.setattr("ccnet.ops._criss_cross.use_portable_path", lambda: True)
     x = torch.randn(3, 16, *grid, dtype=torch.float64, requires_grad=True)
     y = module(x)
     expected = dense_cca_block(x, module)
@@ -109,7 +119,7 @@ def test_module_matches_paper_order_oracle(cls, grid, path, monkeypatch):
 
 
 @pytest.mark.parametrize("recurrence", [0, 1, 2, 3])
-def test_recurrent_module_is_repeated_shared_block(recurrence):
+def test_recurrent_module_is_repeated_shared_block(recurrence, path):
     torch.manual_seed(3)
     rcca = ccnet.RecurrentCrissCrossAttention(16, recurrence=recurrence).double()
     with torch.no_grad():
@@ -128,17 +138,22 @@ def test_recurrent_module_is_repeated_shared_block(recurrence):
             torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
 
 
-def test_gradcheck_functional_2d_and_3d():
+def test_gradcheck_functional_2d_and_3d(path):
     torch.manual_seed(4)
     for shape, num_axes in (((2, 2, 3, 3, 4), 2), ((1, 2, 2, 2, 3, 3), 3)):
         q, k, v = _random_qkv(shape)
-        assert torch.autograd.gradcheck(lambda a, b, c, n=num_axes: criss_cross(a, b, c, n), (q, k, v))
-        assert torch.autograd.gradgradcheck(
-            lambda a, b, c, n=num_axes: criss_cross(a, b, c, n, path="portable"), (q, k, v)
+        assert torch.autograd.gradcheck(
+            lambda a, b, c, n=num_axes: criss_cross(a, b, c, n, path=path), (q, k, v)
         )
 
 
-def test_gradcheck_fused_block():
+def test_gradcheck_portable_second_order():
+    torch.manual_seed(4)
+    q, k, v = _random_qkv((1, 2, 2, 3, 4))
+    assert torch.autograd.gradgradcheck(lambda a, b, c: criss_cross(a, b, c, 2, path="portable"), (q, k, v))
+
+
+def test_gradcheck_fused_block(path):
     """The fused projection + gamma + residual step of the module, w.r.t. every input."""
     torch.manual_seed(5)
     for grid in ((3, 4), (2, 3, 3)):
@@ -150,7 +165,9 @@ def test_gradcheck_fused_block():
         num_axes = len(grid)
 
         def block(q, k, x, weight, bias, gamma, n=num_axes):
-            return criss_cross(q, k, x, n, proj_weight=weight, proj_bias=bias, gamma=gamma, residual=x)
+            return criss_cross(
+                q, k, x, n, proj_weight=weight, proj_bias=bias, gamma=gamma, residual=x, path=path
+            )
 
         assert torch.autograd.gradcheck(block, (q, k, x, weight, bias, gamma))
 
@@ -167,7 +184,7 @@ def _reach(recurrence: int, size=(6, 7)) -> torch.Tensor:
     return grad.abs().sum(1)[0]
 
 
-def test_reach_one_loop_is_a_cross_two_loops_the_whole_image():
+def test_reach_one_loop_is_a_cross_two_loops_the_whole_image(path):
     reach1 = _reach(1)
     cross = torch.zeros(6, 7, dtype=torch.bool)
     cross[2, :] = True
@@ -202,7 +219,7 @@ LOWP_TOLERANCE = {torch.bfloat16: 0.1, torch.float16: 0.02}
     ],
     ids=str,
 )
-def test_autocast_agrees_with_float32(cls, grid, dtype):
+def test_autocast_agrees_with_float32(cls, grid, dtype, path):
     module, x = _lowp_module(cls, grid)
     x.requires_grad_()
     expected = module(x)
@@ -217,7 +234,7 @@ def test_autocast_agrees_with_float32(cls, grid, dtype):
     torch.testing.assert_close(grad, expected_grad, atol=tol, rtol=tol)
 
 
-def test_large_energies_do_not_overflow_in_half_precision():
+def test_large_energies_do_not_overflow_in_half_precision(path):
     # Energies above the float16 range (65504) must still give a finite softmax: it runs in float32.
     torch.manual_seed(8)
     q = torch.full((1, 4, 3, 5), 200.0)
@@ -231,7 +248,7 @@ def test_large_energies_do_not_overflow_in_half_precision():
     )
 
 
-def test_channels_last_and_strided_inputs():
+def test_channels_last_and_strided_inputs(path):
     torch.manual_seed(9)
     q, k, v = (t.detach() for t in _random_qkv((2, 3, 4, 6, 5)))
     expected = dense_criss_cross(q, k, v)
@@ -241,7 +258,7 @@ def test_channels_last_and_strided_inputs():
     torch.testing.assert_close(ccnet.criss_cross_attention(wide, k, v), dense_criss_cross(wide, k, v))
 
 
-def test_inference_mode_and_no_grad_match_training_path():
+def test_inference_mode_and_no_grad_match_training_path(path):
     module = _module(ccnet.CrissCrossAttention)
     x = torch.randn(2, 16, 5, 7, dtype=torch.float64)
     expected = dense_cca_block(x, module)
@@ -251,7 +268,7 @@ def test_inference_mode_and_no_grad_match_training_path():
         torch.testing.assert_close(module(x), expected)
 
 
-def test_deterministic():
+def test_deterministic(path):
     rcca = ccnet.RecurrentCrissCrossAttention(32)
     with torch.no_grad():
         rcca.cca.gamma.fill_(0.5)

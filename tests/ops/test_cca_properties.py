@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from unittest import mock
+
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -26,10 +28,11 @@ grids = st.one_of(
     grid=grids,
     dtype=st.sampled_from(list(TOLERANCE)),
     path=st.sampled_from(["fast", "portable"]),
+    chunk_elements=st.sampled_from([1, 50, 1 << 21]),  # rows of axis 0 per fast-path chunk: 1, a few, all
     channels_last=st.booleans(),
     seed=st.integers(0, 2**16),
 )
-def test_random_shapes_and_dtypes(batch, c_qk, c_v, grid, dtype, path, channels_last, seed):
+def test_random_shapes_and_dtypes(batch, c_qk, c_v, grid, dtype, path, chunk_elements, channels_last, seed):
     generator = torch.Generator().manual_seed(seed)
     q64 = torch.randn(batch, c_qk, *grid, generator=generator, dtype=torch.float64)
     k64 = torch.randn(batch, c_qk, *grid, generator=generator, dtype=torch.float64)
@@ -40,7 +43,8 @@ def test_random_shapes_and_dtypes(batch, c_qk, c_v, grid, dtype, path, channels_
         q, k, v = (t.contiguous(memory_format=fmt) for t in (q, k, v))
     q.requires_grad_()
     v.requires_grad_()
-    out = criss_cross(q, k, v, len(grid), path=path)
+    with mock.patch("ccnet.ops._criss_cross.CHUNK_ELEMENTS", chunk_elements):
+        out = criss_cross(q, k, v, len(grid), path=path)
     assert out.dtype == dtype and out.shape == v.shape
     # The oracle sees the same rounded inputs, so only the op's own rounding is measured.
     q_ref, k_ref, v_ref = (t.detach().double().requires_grad_() for t in (q, k, v))
@@ -48,7 +52,8 @@ def test_random_shapes_and_dtypes(batch, c_qk, c_v, grid, dtype, path, channels_
     tol = TOLERANCE[dtype]
     torch.testing.assert_close(out.double(), expected, atol=tol, rtol=tol)
     upstream = torch.randn(expected.shape, generator=generator, dtype=torch.float64)
-    grad_q, grad_v = torch.autograd.grad(out, (q, v), upstream.to(dtype))
+    with mock.patch("ccnet.ops._criss_cross.CHUNK_ELEMENTS", chunk_elements):
+        grad_q, grad_v = torch.autograd.grad(out, (q, v), upstream.to(dtype))
     want_q, want_v = torch.autograd.grad(expected, (q_ref, v_ref), upstream)
     assert torch.isfinite(grad_q).all() and torch.isfinite(grad_v).all()
     torch.testing.assert_close(grad_v.double(), want_v, atol=tol, rtol=tol)

@@ -1,11 +1,17 @@
-"""Batched products along the lines of an N-d grid, on channels-last ("pixel-major") tensors.
+"""Views and batched products along the lines of a grid, on channels-last ("pixel-major") tensors.
 
-A pixel-major tensor has shape (B, *S, X) and is contiguous; S holds the N grid sizes (H, W) or (T, H, W).
-The lines of axis ``d`` are the 1-D slices along S[d]. Seen as (P, L, Q, X) with P = B * prod(S[:d]),
-L = S[d] and Q = prod(S[d + 1:]), every line is an (L, X) matrix whose channel stride is 1, so batched matmul
-reads it in place: no permute copies, whichever axis the line runs along. Attention weights of axis ``d``
-are stored as contiguous (P, Q, L, L) tensors: entry [p, q, i, j] is the weight from position i to position j
-of line (p, q).
+A pixel-major tensor has shape (*S, X) or (1, *S, X) and is contiguous in its last dims; S holds the N grid
+sizes (H, W) or (T, H, W). The lines of axis ``d`` are the 1-D slices along S[d]. Seen as (P, L, Q, X) with
+P = prod(S[:d]), L = S[d] and Q = prod(S[d + 1:]), every line is an (L, X) matrix whose channel stride is 1,
+so batched matmuls read it in place, whichever axis the line runs along: no permute copies.
+
+The fast path processes one batch element and one block of rows of axis 0 at a time (a "chunk"), so that
+nothing of full (B, *S, C) size is ever allocated besides the outputs:
+
+* axis 0 is "global": the queries of the chunk's rows meet keys/values of the whole line. Its weights are
+  (R, n, S0): R = prod(S[1:]) lines, n chunk rows, S0 line length.
+* the other axes are "local": their lines lie inside the chunk. Their weights are (P, Q, L, L) for the chunk
+  grid (n, *S[1:]); entry [p, q, i, j] is the weight from position i to position j of line (p, q).
 """
 
 from __future__ import annotations
@@ -16,64 +22,80 @@ import torch
 from torch import Tensor
 
 
-def line_batches(t: Tensor, d: int, num_axes: int) -> list[Tensor]:
-    """Views of the lines of axis ``d`` of pixel-major ``t`` (B, *S, X) as batches of (L, X) matrices.
+def local_lines(t: Tensor, d: int) -> list[Tensor]:
+    """Lines of axis ``d`` of a pixel-major chunk ``t`` (n, *rest, X) as batches of (L, X) matrices.
 
-    The last axis gives one contiguous (P, L, X) batch; any other axis gives P strided (Q, L, X) batches.
+    The last axis gives one contiguous (P, L, X) batch; a middle axis gives P strided (Q, L, X) batches.
     """
-    p, length, q = _pql(t, d, num_axes)
+    p, length, q = math.prod(t.shape[:d]), t.shape[d], math.prod(t.shape[d + 1 : -1])
     lines = t.view(p, length, q, t.shape[-1])
     if q == 1:
         return [lines.squeeze(2)]
     return [lines[i].transpose(0, 1) for i in range(p)]
 
 
-def weight_batches(a: Tensor) -> list[Tensor]:
-    """Views of (P, Q, L, L) weights that pair with :func:`line_batches` of the same axis."""
+def local_weight_batches(a: Tensor) -> list[Tensor]:
+    """Views of (P, Q, L, L) weights that pair with :func:`local_lines` of the same axis."""
     p, q, length, _ = a.shape
     if q == 1:
         return [a.view(p, length, length)]
     return list(a.unbind(0))
 
 
-def grid_view(t: Tensor, d: int, num_axes: int) -> Tensor:
-    """A per-position tensor (B, *S) seen as (P, Q, L), aligned with the rows of axis-``d`` weights."""
-    p, length, q = _pql(t, d, num_axes)
+def local_grid(t: Tensor, d: int) -> Tensor:
+    """A per-position chunk tensor (n, *rest) seen as (P, Q, L), aligned with axis-``d`` weight rows."""
+    p, length, q = math.prod(t.shape[:d]), t.shape[d], math.prod(t.shape[d + 1 :])
     return t.view(p, length, q).transpose(1, 2)
 
 
-def _pql(t: Tensor, d: int, num_axes: int) -> tuple[int, int, int]:
-    spatial = t.shape[1 : 1 + num_axes]
-    return t.shape[0] * math.prod(spatial[:d]), spatial[d], math.prod(spatial[d + 1 :])
+def global_lines(t: Tensor, start: int = 0, stop: int | None = None) -> Tensor:
+    """Rows [start, stop) of axis 0 of a pixel-major (S0, *rest, X) tensor as an (R, n, X) batch view."""
+    rows = t[start:stop]
+    return rows.view(rows.shape[0], -1, rows.shape[-1]).transpose(0, 1)
 
 
-def line_energies(q: Tensor, k: Tensor, d: int, num_axes: int) -> Tensor:
-    """Energies <q_i, k_j> between all positions i, j of each line of axis ``d``: (P, Q, L, L)."""
-    p, length, qn = _pql(q, d, num_axes)
-    energy = torch.empty((p, qn, length, length), dtype=q.dtype, device=q.device)
-    for qb, kb, eb in zip(line_batches(q, d, num_axes), line_batches(k, d, num_axes), weight_batches(energy)):
+def global_grid(t: Tensor) -> Tensor:
+    """A per-position chunk tensor (n, *rest) seen as (R, n), aligned with the rows of axis-0 weights."""
+    return t.view(t.shape[0], -1).t()
+
+
+# Budget (elements) of the temporary through which a product is added into a strided output.
+ACCUMULATE_ELEMENTS = 1 << 20
+
+
+def add_bmm(out: Tensor, a: Tensor, b: Tensor) -> None:
+    """out += a @ b for (N, ., .) batches, where ``out`` may be a strided view.
+
+    ``baddbmm_`` on a non-contiguous output falls back to one small matmul per batch entry (over 10x
+    slower here), so the product goes through a contiguous temporary, in blocks of the batch that keep the
+    temporary within ``ACCUMULATE_ELEMENTS``.
+    """
+    step = max(1, ACCUMULATE_ELEMENTS // (out.shape[1] * out.shape[2]))
+    for start in range(0, out.shape[0], step):
+        block = slice(start, start + step)
+        out[block].add_(torch.bmm(a[block], b[block]))
+
+
+def local_energies(q: Tensor, k: Tensor, d: int) -> Tensor:
+    """<q_i, k_j> for all i, j on each axis-``d`` line of chunks q, k (n, *rest, C'): (P, Q, L, L)."""
+    p, length, qn = math.prod(q.shape[:d]), q.shape[d], math.prod(q.shape[d + 1 : -1])
+    energy = q.new_empty((p, qn, length, length))
+    for qb, kb, eb in zip(local_lines(q, d), local_lines(k, d), local_weight_batches(energy)):
         torch.bmm(qb, kb.transpose(1, 2), out=eb)
     return energy
 
 
-def aggregate_into(out: Tensor, a: Tensor, v: Tensor, d: int, num_axes: int, *, accumulate: bool) -> None:
-    """out[i] (+)= sum_j a[i, j] v[j] along every line of axis ``d``; ``out`` and ``v`` pixel-major.
-
-    With ``accumulate=False`` the axis must be the last one (its batches are contiguous and written in place).
-    """
-    for ab, vb, ob in zip(weight_batches(a), line_batches(v, d, num_axes), line_batches(out, d, num_axes)):
-        if accumulate:
-            ob.add_(torch.bmm(ab, vb))
-        else:
-            torch.bmm(ab, vb, out=ob)
-
-
-def aggregate_transposed_into(
-    out: Tensor, a: Tensor, g: Tensor, d: int, num_axes: int, *, accumulate: bool
+def local_products_into(
+    out: Tensor, a: Tensor, x: Tensor, d: int, *, transpose: bool, accumulate: bool
 ) -> None:
-    """out[j] (+)= sum_i a[i, j] g[i] along every line of axis ``d`` (adjoint of :func:`aggregate_into`)."""
-    for ab, gb, ob in zip(weight_batches(a), line_batches(g, d, num_axes), line_batches(out, d, num_axes)):
+    """out[i] (+)= sum_j a[i, j] x[j] (or sum_j a[j, i] x[j]) along every axis-``d`` line of the chunks.
+
+    out, x: (n, *rest, X) chunks; a: (P, Q, L, L) weights.
+    """
+    for ab, xb, ob in zip(local_weight_batches(a), local_lines(x, d), local_lines(out, d)):
+        if transpose:
+            ab = ab.transpose(1, 2)
         if accumulate:
-            ob.add_(torch.bmm(ab.transpose(1, 2), gb))
+            add_bmm(ob, ab, xb)
         else:
-            torch.bmm(ab.transpose(1, 2), gb, out=ob)
+            torch.bmm(ab, xb, out=ob)

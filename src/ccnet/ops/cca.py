@@ -17,7 +17,6 @@ class _CrissCrossAttentionNd(nn.Module):
 
     num_axes: int
     _conv: type[nn.Module]
-    _memory_format: torch.memory_format
     _layout: str
 
     def __init__(self, in_channels: int, reduction: int = 8) -> None:
@@ -37,7 +36,10 @@ class _CrissCrossAttentionNd(nn.Module):
         self.gamma = nn.Parameter(torch.zeros(()))
 
     def forward(self, x: Tensor) -> Tensor:
-        """y = gamma * CCA(x) + x; input and output (B, C, *grid), output in channels-last memory."""
+        """y = gamma * CCA(x) + x; input and output (B, C, *grid), output in channels-last memory.
+
+        Any input layout works; channels-last inputs avoid one transposed copy.
+        """
         if not torch.jit.is_tracing() and (
             x.dim() != self.num_axes + 2 or x.shape[1] != self.in_channels or x.numel() == 0
         ):
@@ -45,7 +47,6 @@ class _CrissCrossAttentionNd(nn.Module):
                 f"{type(self).__name__}: expected a non-empty input {self._layout} with "
                 f"C={self.in_channels}, got shape {_shape(x)}"
             )
-        x = x.contiguous(memory_format=self._memory_format)
         # One convolution for query and key; the value projection runs after aggregation, inside the op.
         qk_weight = torch.cat([self.query_conv.weight, self.key_conv.weight])
         qk_bias = torch.cat([self.query_conv.bias, self.key_conv.bias])
@@ -85,7 +86,6 @@ class CrissCrossAttention(_CrissCrossAttentionNd):
 
     num_axes = 2
     _conv = nn.Conv2d
-    _memory_format = torch.channels_last
     _layout = "(B, C, H, W)"
 
 

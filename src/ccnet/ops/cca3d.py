@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from ccnet.ops.cca import RecurrentCrissCrossAttention, _CrissCrossAttentionNd
@@ -23,7 +22,6 @@ class CrissCrossAttention3d(_CrissCrossAttentionNd):
 
     num_axes = 3
     _conv = nn.Conv3d
-    _memory_format = torch.channels_last_3d
     _layout = "(B, C, T, H, W)"
 
 
