@@ -9,8 +9,9 @@ Four implementations with identical weights, R=2 for the criss-cross ones:
 * ``nonlocal`` -- one non-local block (embedded Gaussian, C/8 query/key, C value, gamma residual).
 
 Measured in ONE run: inference forward time, forward+backward time (medians of interleaved repetitions),
-peak memory for forward+backward and for inference (each the median of 3 fresh subprocesses: peak RSS increase
-over the same process after it built the module, allocated the input and warmed up), and forward FLOPs
+peak memory for forward+backward and for inference (each the median of 3 fresh subprocesses, 1 with --quick:
+peak RSS increase over the same process after it built the module, allocated the input and warmed up), and
+forward FLOPs
 (torch.utils.flop_counter). Writes ``benchmarks/results/attention[-quick].{json,md}``.
 
     python benchmarks/attention.py            # full run (several minutes)
@@ -210,10 +211,7 @@ def memory_worker(name: str, shape: tuple[int, ...], mode: str) -> float:
     return (_status_kb("VmHWM") - baseline_kb) / 1024
 
 
-MEMORY_RUNS = 3  # the allocator's fragmentation varies from process to process: report the median
-
-
-def measure_memory(cases, threads: int) -> dict:
+def measure_memory(cases, threads: int, runs: int) -> dict:
     """Peak RSS increase (MB) per (case, implementation, mode): median of fresh subprocesses."""
     if not Path("/proc/self/clear_refs").exists():
         raise SystemExit("memory measurement needs Linux /proc/self/clear_refs; run with --no-memory")
@@ -223,11 +221,11 @@ def measure_memory(cases, threads: int) -> dict:
             for mode in ("forward", "forward_backward"):
                 command = [sys.executable, __file__, "--memory-worker", name, mode]
                 command += ["--threads", str(threads), "--shape", *map(str, shape)]
-                runs = []
-                for _ in range(MEMORY_RUNS):
+                peaks = []
+                for _ in range(runs):
                     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-                    runs.append(float(output.split()[-1]))
-                results[(shape, name, mode)] = statistics.median(runs)
+                    peaks.append(float(output.split()[-1]))
+                results[(shape, name, mode)] = statistics.median(peaks)
     return results
 
 
@@ -278,7 +276,8 @@ def main(argv=None) -> int:
     memory = {}
     if not args.no_memory:
         print("memory (one subprocess per measurement) ...", flush=True)
-        memory = measure_memory(cases, args.threads)
+        # The allocator's fragmentation varies from process to process: the full run reports a median.
+        memory = measure_memory(cases, args.threads, runs=1 if args.quick else 3)
 
     rows = []
     for shape in cases:

@@ -21,7 +21,8 @@ def path(request, monkeypatch):
         return "portable"
     monkeypatch.setattr("ccnet.ops._criss_cross.SMALL_PROBLEM_ELEMENTS", 0)
     if request.param == "fast-chunked":
-        monkeypatch.setattr("ccnet.ops._criss_cross.CHUNK_ELEMENTS", 1)
+        monkeypatch.setattr("ccnet.ops._criss_cross.FORWARD_CHUNK_ELEMENTS", 1)
+        monkeypatch.setattr("ccnet.ops._criss_cross.BACKWARD_CHUNK_ELEMENTS", 1)
     return "fast"
 
 
