@@ -13,6 +13,9 @@ from collections.abc import Sequence
 
 # command name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("ccnet.cli.train", "train a model (default: a tiny CCNet on the built-in context dataset)"),
+    "eval": ("ccnet.cli.eval", "evaluate weights on a dataset split (mIoU table, JSON/markdown files)"),
+    "predict": ("ccnet.cli.predict", "segment images: label PNGs + overlays"),
     "data": ("ccnet.cli.data", "inspect datasets: check a copy, list the built-in ones"),
     "info": ("ccnet.cli.info", "show a model's parameters, FLOPs and feature strides (no name: list all)"),
     "convert": ("ccnet.cli.convert", "convert an mmseg / SSSeg / authors' checkpoint to ccnet weights"),

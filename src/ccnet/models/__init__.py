@@ -1,5 +1,6 @@
 """CCNet models: registry, backbones, heads, model zoo and checkpoint converters."""
 
+from ccnet.models import tiny  # noqa: F401  (registers ccnet_tiny, fcn_tiny, nonlocal_tiny)
 from ccnet.models.backbone import BACKBONES, build_backbone
 from ccnet.models.ccnet import CCNet, SegmentationOutput, build_ccnet
 from ccnet.models.convert import (

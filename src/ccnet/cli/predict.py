@@ -1,0 +1,90 @@
+"""``ccnet predict [--model NAME] --weights W INPUT... --out DIR``: label PNGs and overlays for images.
+
+INPUT: image files, folders (their images) or glob patterns. Weights written by ``ccnet train`` name their
+model and classes; other checkpoints need ``--model`` (and ``--dataset`` for the class colours). Unreadable
+inputs are reported and skipped, and the exit code is then 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ccnet.cli.common import fail
+
+PROG = "ccnet predict"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
+    parser.add_argument("--weights", required=True, help="weights file, training checkpoint or zoo name")
+    parser.add_argument("--model", default=None, help="registered model name (default: named by the weights)")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument(
+        "--dataset", default=None, help="dataset whose colours to use (default: the weights')"
+    )
+    parser.add_argument("--mode", choices=("whole", "slide"), default=None, help="default: the weights' own")
+    parser.add_argument("--crop-size", nargs=2, type=int, metavar=("H", "W"), help="sliding-window tile")
+    parser.add_argument("--stride", nargs=2, type=int, metavar=("H", "W"), help="sliding-window step")
+    parser.add_argument("--test-scale", nargs=2, type=int, metavar=("LONG", "SHORT"), help="resize bound")
+    parser.add_argument("--scales", nargs="+", type=float, default=(1.0,), help="multi-scale factors")
+    parser.add_argument("--flip", action="store_true", help="also average the horizontally flipped image")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the label colours")
+    parser.add_argument("--no-overlay", action="store_true", help="write the label PNGs only")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def _palette(info_palette, dataset: str | None, model, num_classes: int):
+    """Colours: --dataset, else the weights' own, else their zoo dataset's, else the VOC colour map."""
+    from ccnet.data import dataset_class
+    from ccnet.data.meta import voc_colormap
+
+    if dataset:
+        return dataset_class(dataset).meta.palette
+    if info_palette:
+        return info_palette
+    entry = getattr(model, "pretrained_cfg", None)
+    if entry is not None:
+        name = {"voc12aug": "voc"}.get(entry.dataset, entry.dataset)
+        return dataset_class(name).meta.palette
+    return voc_colormap(num_classes)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ccnet.engine.checkpoint import load_model
+    from ccnet.engine.dist import resolve_device
+    from ccnet.engine.inference import Segmenter
+    from ccnet.engine.predict import expand_inputs, predict_files
+
+    files, problems = expand_inputs(args.inputs)
+    try:
+        device = torch.device(args.device) if ":" in args.device else resolve_device(args.device)
+        model, info = load_model(args.weights, name=args.model, device=device)
+        palette = _palette(info["palette"], args.dataset, model, model.num_classes)
+        options = {"scales": args.scales, "flip": args.flip}
+        for key in ("mode", "crop_size", "stride", "test_scale"):
+            if getattr(args, key) is not None:
+                options[key] = getattr(args, key)
+        segmenter = Segmenter(model, **options)
+    except (FileNotFoundError, ValueError, RuntimeError) as err:
+        return fail(PROG, err)
+    report = predict_files(
+        segmenter,
+        files,
+        args.out,
+        palette,
+        with_overlay=not args.no_overlay,
+        alpha=args.alpha,
+        progress=not args.no_progress,
+    )
+    failed = problems + report.failed
+    for item, reason in failed:
+        print(f"{PROG}: skipped {item}: {reason}", file=sys.stderr)
+    print(
+        f"wrote {len(report.written)} label maps to {args.out}"
+        + (f"; {len(failed)} inputs failed" if failed else "")
+    )
+    return 1 if failed or not report.written else 0

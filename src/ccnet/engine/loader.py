@@ -1,0 +1,192 @@
+"""Training data: datasets and transforms from the config, and a data order that is reproducible,
+shardable and resumable at any batch.
+
+- :class:`ResumableSampler` shuffles the dataset once per epoch with a generator seeded by (seed, epoch) and
+  deals global batch ``s`` (``world_size`` x ``batch_size`` consecutive indices of the permutation) out in
+  contiguous chunks, one per rank: the images of a step are the same whatever the number of processes,
+  which is what makes a 2-process run equal to a 1-process run with the same global batch. It can start in
+  the middle of an epoch (``set_position``), so a resumed run sees exactly the batches it would have seen.
+  Incomplete global batches at the end of an epoch are dropped. (It plays the role of
+  ``DistributedSampler`` but shards by batch and can resume mid-epoch.)
+- :class:`SeededDataset` draws each sample's random augmentation from a generator seeded by (seed, epoch,
+  index) alone, so augmentations do not depend on worker processes, prefetching or interruptions.
+- :func:`build_train_loader` puts them together in a DataLoader that never draws from the global torch
+  generator (so resuming does not shift the model's random streams).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from functools import partial
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from ccnet.config import ConfigError, DataConfig
+from ccnet.data import (
+    DatasetMeta,
+    SegmentationDataset,
+    authors_train_transforms,
+    collate,
+    eval_transforms,
+    get_dataset,
+    train_transforms,
+)
+from ccnet.engine.evaluate import raw_pair
+
+__all__ = [
+    "ResumableSampler",
+    "SeededDataset",
+    "build_datasets",
+    "build_train_loader",
+    "derive_seed",
+    "normalization_of",
+    "train_transforms_for",
+]
+
+
+def derive_seed(*keys: int) -> int:
+    """A 63-bit seed that depends on the non-negative integers ``keys`` only (their order and number too)."""
+    return int(np.random.SeedSequence(list(keys)).generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+class ResumableSampler(Sampler[tuple[int, int]]):
+    """Yields ``(index, sample seed)`` pairs for this rank, batch after batch (see the module docstring).
+
+    Args:
+        dataset_size: number of samples.
+        batch_size: per-process batch size.
+        rank, world_size: this process and the number of processes.
+        seed: shuffling and augmentation seed (the same on every rank).
+    """
+
+    def __init__(
+        self, dataset_size: int, batch_size: int, *, rank: int = 0, world_size: int = 1, seed: int = 0
+    ):
+        super().__init__()
+        self.dataset_size, self.batch_size = dataset_size, batch_size
+        self.rank, self.world_size, self.seed = rank, world_size, seed
+        if self.batches_per_epoch < 1:
+            raise ValueError(
+                f"the training set has {dataset_size} samples, fewer than one global batch "
+                f"({world_size} x {batch_size})"
+            )
+        self.epoch, self.start_batch = 0, 0
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return self.dataset_size // (self.batch_size * self.world_size)
+
+    def set_position(self, epoch: int, batch: int) -> None:
+        """Start the next iteration at batch ``batch`` of epoch ``epoch`` (a full epoch rolls over)."""
+        epoch, batch = epoch + batch // self.batches_per_epoch, batch % self.batches_per_epoch
+        self.epoch, self.start_batch = epoch, batch
+
+    def __len__(self) -> int:
+        return (self.batches_per_epoch - self.start_batch) * self.batch_size
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        generator = torch.Generator().manual_seed(derive_seed(self.seed, self.epoch))
+        order = torch.randperm(self.dataset_size, generator=generator).tolist()
+        global_batch = self.batch_size * self.world_size
+        for step in range(self.start_batch, self.batches_per_epoch):
+            first = step * global_batch + self.rank * self.batch_size
+            for index in order[first : first + self.batch_size]:
+                yield index, derive_seed(self.seed, self.epoch, index)
+
+
+class SeededDataset(Dataset):
+    """Wraps a dataset: item ``(index, seed)`` is ``dataset[index]`` with the global torch generator seeded
+    by ``seed`` during the call and restored afterwards (torchvision transforms draw from it)."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        index, seed = key
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self.dataset[index]
+
+
+# --- datasets and transforms from the config ------------------------------------------------------------
+def normalization_of(model: nn.Module) -> str:
+    """The ``ccnet.data`` normalisation matching the model's expected input (``model.preprocess``)."""
+    from ccnet.models.zoo import AUTHORS_BGR, IMAGENET_RGB
+
+    preprocess = getattr(model, "preprocess", IMAGENET_RGB)
+    if preprocess == IMAGENET_RGB:
+        return "mmseg"
+    if preprocess == AUTHORS_BGR:
+        return "authors"
+    raise ConfigError(f"model.name: the model expects an input normalisation ccnet.data lacks: {preprocess}")
+
+
+def train_transforms_for(data: DataConfig, meta: DatasetMeta, normalization: str) -> Any:
+    """The training pipeline ``data.augment`` names, with the config's sizes or the dataset's defaults."""
+    crop = data.crop_size or meta.crop_size
+    if data.augment == "none":
+        return eval_transforms(None, normalization=normalization)
+    if data.augment == "authors":
+        if normalization != "authors":
+            raise ConfigError(
+                "data.augment='authors' normalises images the authors' way (BGR, mean only); use it with a "
+                "model expecting that input (ccnet_r101_d8_authors) or choose data.augment='mmseg'"
+            )
+        return authors_train_transforms(crop, ignore_index=meta.ignore_index)
+    return train_transforms(
+        crop,
+        scale=data.train_scale or meta.train_scale,
+        ratio_range=data.ratio_range,
+        cat_max_ratio=data.cat_max_ratio,
+        photometric=data.photometric,
+        normalization=normalization,
+        ignore_index=meta.ignore_index,
+    )
+
+
+def build_datasets(data: DataConfig) -> tuple[SegmentationDataset, SegmentationDataset]:
+    """Training and validation datasets; the validation items hold raw ``uint8`` images (see
+    :func:`ccnet.engine.evaluate.raw_pair`). Set the training transforms with :func:`train_transforms_for`
+    once the model (and so its input normalisation) is known."""
+    train_set = get_dataset(data.dataset, data.root, data.train_split, **data.options)
+    val_options = {**data.options, **data.val_options}
+    val_set = get_dataset(data.dataset, data.root, data.val_split, transforms=raw_pair, **val_options)
+    return train_set, val_set
+
+
+def _seed_worker(seed: int, rank: int, worker_id: int) -> None:
+    """Worker processes: NumPy / Python generators from (seed, rank, worker); torch's is seeded per sample."""
+    worker_seed = derive_seed(seed, rank, worker_id)
+    np.random.seed(worker_seed % 2**32)
+    random.seed(worker_seed)
+
+
+def build_train_loader(
+    dataset: Dataset,
+    sampler: ResumableSampler,
+    *,
+    num_workers: int,
+    seed: int,
+    rank: int,
+    device: torch.device,
+) -> DataLoader:
+    """Batches of ``collate`` dicts for ``sampler``; persistent workers, per-sample augmentation seeds."""
+    return DataLoader(
+        SeededDataset(dataset),
+        batch_size=sampler.batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        collate_fn=collate,
+        pin_memory=device.type == "cuda",
+        persistent_workers=num_workers > 0,
+        worker_init_fn=partial(_seed_worker, seed, rank),
+        generator=torch.Generator(),  # never the global generator: resuming must not shift its stream
+    )

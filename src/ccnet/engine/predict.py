@@ -1,0 +1,112 @@
+"""Prediction on image files: input expansion (files, folders, globs), label PNGs and overlays.
+
+For each input image ``<stem>.<ext>`` the output folder receives ``<stem>.png``, the labels as a palette PNG
+(pixel value = class index, colours from the dataset palette), and ``<stem>_overlay.png``, the label colours
+blended over the image. Unreadable inputs are reported and skipped; the others are still written.
+"""
+
+from __future__ import annotations
+
+import glob
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from ccnet.data import DatasetError, read_image
+from ccnet.data.files import IMAGE_SUFFIXES
+from ccnet.engine.inference import Segmenter
+
+__all__ = ["PredictReport", "colorize", "expand_inputs", "overlay", "predict_files"]
+
+_GLOB_CHARS = set("*?[")
+
+
+@dataclass
+class PredictReport:
+    """``written``: (input, label PNG) pairs; ``failed``: (input, reason) for inputs that were skipped."""
+
+    written: list[tuple[Path, Path]] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+
+def expand_inputs(inputs: Sequence[str]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Image files named by ``inputs`` (files, folders = their image files, sorted, or glob patterns) and
+    (input, reason) for inputs that name nothing. Duplicates are dropped, the order is kept."""
+    files: list[Path] = []
+    problems: list[tuple[str, str]] = []
+    for item in inputs:
+        path = Path(item).expanduser()
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                problems.append((item, f"folder holds no image files ({', '.join(IMAGE_SUFFIXES)})"))
+            files += found
+        elif path.is_file():
+            files.append(path)
+        elif _GLOB_CHARS & set(item):
+            found = sorted(Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).is_file())
+            if not found:
+                problems.append((item, "pattern matches no file"))
+            files += found
+        else:
+            problems.append((item, "no such file or folder"))
+    return list(dict.fromkeys(files)), problems
+
+
+def colorize(labels: np.ndarray, palette: Sequence[Sequence[int]]) -> Image.Image:
+    """(H, W) class indices -> palette ("P") image; values are kept, colours come from ``palette``."""
+    image = Image.fromarray(labels.astype(np.uint8))
+    image.putpalette([v for colour in palette for v in colour])
+    return image
+
+
+def overlay(
+    image: np.ndarray, labels: np.ndarray, palette: Sequence[Sequence[int]], alpha: float = 0.5
+) -> Image.Image:
+    """(H, W, 3) uint8 image blended with the label colours: ``(1 - alpha) * image + alpha * colour``."""
+    colours = np.asarray(palette, dtype=np.float32)[np.clip(labels, 0, len(palette) - 1)]  # (H, W, 3)
+    blended = (1.0 - alpha) * image.astype(np.float32) + alpha * colours
+    return Image.fromarray(np.clip(blended + 0.5, 0, 255).astype(np.uint8))
+
+
+def _unique_stem(path: Path, used: set[str]) -> str:
+    stem, n = path.stem, 1
+    while stem in used:  # same file name from different folders
+        n += 1
+        stem = f"{path.stem}_{n}"
+    used.add(stem)
+    return stem
+
+
+def predict_files(
+    segmenter: Segmenter,
+    files: Sequence[Path],
+    out_dir: str | Path,
+    palette: Sequence[Sequence[int]],
+    *,
+    with_overlay: bool = True,
+    alpha: float = 0.5,
+    progress: bool = True,
+) -> PredictReport:
+    """Segment each file and write its label PNG (and overlay) into ``out_dir`` (see the module docstring)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report, used = PredictReport(), set()
+    for path in tqdm(files, desc="predict", unit="img", disable=not progress):
+        try:
+            image = read_image(path)
+        except DatasetError as err:
+            report.failed.append((str(path), str(err)))
+            continue
+        labels = segmenter.predict(image).numpy()
+        stem = _unique_stem(path, used)
+        label_path = out_dir / f"{stem}.png"
+        colorize(labels, palette).save(label_path)
+        if with_overlay:
+            overlay(image, labels, palette, alpha).save(out_dir / f"{stem}_overlay.png")
+        report.written.append((path, label_path))
+    return report

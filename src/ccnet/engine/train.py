@@ -1,0 +1,517 @@
+"""Training: ``train(config) -> TrainResult``, single process or one process per device under ``torchrun``.
+
+The loop reads top to bottom: processes and devices -> run directory -> datasets -> model (+ SyncBN, DDP)
+-> losses, optimiser, schedule -> resume -> iterations (forward, loss, non-finite check, backward, step)
+with periodic validation and checkpoints -> final validation and exported weights.
+
+Reproducibility: the model is initialised from ``train.seed`` on every rank, then each rank draws from
+``seed + rank``; the data order and each sample's augmentation depend on (seed, epoch, index) only (see
+:mod:`ccnet.engine.loader`); checkpoints hold every generator state and the data position, so with
+``train.deterministic`` a run resumed from any checkpoint ends with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from ccnet.config import Config, ConfigError, config_to_dict, save_config
+from ccnet.engine.checkpoint import (
+    CheckpointManager,
+    capture_rng_state,
+    checkpoint_meta,
+    load_checkpoint,
+    restore_rng_state,
+)
+from ccnet.engine.dist import DistContext, convert_sync_batchnorm, init_distributed, seed_everything
+from ccnet.engine.evaluate import build_segmenter, evaluate, write_reports
+from ccnet.engine.loader import (
+    ResumableSampler,
+    build_datasets,
+    build_train_loader,
+    normalization_of,
+    train_transforms_for,
+)
+from ccnet.engine.optim import PolyLR, build_optimizer
+from ccnet.losses import CategoryConsistentLoss, OhemCrossEntropy, SegmentationLoss
+from ccnet.metrics import SegmentationMetrics
+
+__all__ = ["NonFiniteLossError", "TrainResult", "TrainingError", "train"]
+
+log = logging.getLogger(__name__)
+
+
+class TrainingError(RuntimeError):
+    """Training cannot start or continue (nothing to resume, run directory in use, ...)."""
+
+
+class NonFiniteLossError(TrainingError):
+    """The loss became NaN or infinite; the message names the iteration and the last good checkpoint."""
+
+
+@dataclass
+class TrainResult:
+    """What a finished run produced. ``metrics``: the final validation; ``weights``: exported weights."""
+
+    work_dir: Path
+    iterations: int
+    metrics: SegmentationMetrics | None
+    best_miou: float | None
+    checkpoint: Path | None
+    weights: Path | None
+    classes: tuple[str, ...]
+    model: nn.Module
+
+
+class _Trainee(nn.Module):
+    """The model plus the parameters owned by the losses (the category consistent projection), as one
+    module so that DDP synchronises all of them. ``forward`` -> (SegmentationOutput, embeddings or None).
+
+    The category consistent loss needs the output of the model's context module (``model.head.context``,
+    RCCA for CCNet); a forward hook keeps it for the duration of one forward pass.
+    """
+
+    def __init__(self, model: nn.Module, ccl: CategoryConsistentLoss | None) -> None:
+        super().__init__()
+        self.model, self.ccl = model, ccl
+        self._context: Tensor | None = None
+        if ccl is not None:
+            model.head.context.register_forward_hook(self._keep_context)
+
+    def _keep_context(self, module: nn.Module, inputs: Any, output: Tensor) -> None:
+        if module.training:  # not during validation, which runs the model in eval mode
+            self._context = output
+
+    def forward(self, x: Tensor) -> tuple[Any, Tensor | None]:
+        output = self.model(x)
+        if self.ccl is None:
+            return output, None
+        context, self._context = self._context, None
+        return output, self.ccl.embed(context, tuple(x.shape[-2:]))
+
+
+# --- setup helpers ------------------------------------------------------------------------------------
+def _check(config: Config, ctx: DistContext) -> None:
+    tc = config.train
+    if tc.batch_size % ctx.world_size:
+        raise ConfigError(
+            f"train.batch_size={tc.batch_size} is not divisible by the {ctx.world_size} processes"
+        )
+    if tc.amp == "fp16" and ctx.device.type != "cuda":
+        raise ConfigError("train.amp='fp16' needs CUDA; use 'bf16' on CPU")
+    if tc.max_iters < 1:
+        raise ConfigError(f"train.max_iters must be >= 1, got {tc.max_iters}")
+
+
+def _broadcast(value: Any, ctx: DistContext) -> Any:
+    if not ctx.distributed:
+        return value
+    holder = [value]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
+
+
+def _resolve_run(config: Config, resume: bool | str | Path, ctx: DistContext) -> tuple[Path, Path | None]:
+    """(run directory, checkpoint to resume from or None)."""
+    explicit = Path(config.train.work_dir) if config.train.work_dir else None
+    if resume and not isinstance(resume, bool):
+        target = Path(resume)
+        checkpoint = CheckpointManager(target).latest() if target.is_dir() else target
+        if checkpoint is None or not checkpoint.is_file():
+            raise TrainingError(f"--resume {target}: no checkpoint found there")
+        return explicit or checkpoint.parent, checkpoint
+    if resume:
+        runs = [explicit] if explicit else sorted((Path("runs") / config.name).glob("*"), reverse=True)
+        for run in runs:
+            checkpoint = CheckpointManager(run).latest()
+            if checkpoint is not None:
+                return run, checkpoint
+        where = explicit or Path("runs") / config.name
+        raise TrainingError(f"--resume: no checkpoint to resume from under {where}")
+    if explicit is not None:
+        existing = CheckpointManager(explicit).latest()
+        if existing is not None:
+            raise TrainingError(
+                f"train.work_dir {explicit} already holds checkpoints ({existing.name}); pass --resume to "
+                "continue that run, or choose another train.work_dir"
+            )
+        return explicit, None
+    stamp = _broadcast(time.strftime("%Y%m%d-%H%M%S"), ctx)
+    return Path("runs") / config.name / stamp, None
+
+
+class _Progress:
+    """Rank 0's view of the run: a progress bar (loss, lr, it/s, ETA), the mean losses logged every
+    ``log_interval`` iterations, and TensorBoard scalars when enabled and installed."""
+
+    def __init__(self, config: Config, start: int, main: bool, work_dir: Path) -> None:
+        tc = config.train
+        self.main, self.max_iters, self.interval = main, tc.max_iters, max(1, tc.log_interval)
+        self.bar = tqdm(
+            total=tc.max_iters,
+            initial=start,
+            desc="train",
+            unit="it",
+            disable=not (tc.progress and main),
+            dynamic_ncols=True,
+        )
+        self.sums: dict[str, float] = {}  # loss sums since the last log line
+        self.count = 0
+        self.writer = None
+        if tc.tensorboard and main:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.writer = SummaryWriter(str(work_dir / "tensorboard"))
+            except ImportError:
+                log.warning(
+                    "train.tensorboard=true but the tensorboard package is not installed (pip install "
+                    "tensorboard); no scalars are written"
+                )
+
+    def scalars(self, prefix: str, values: dict[str, float], step: int) -> None:
+        if self.writer is not None:
+            for key, value in values.items():
+                self.writer.add_scalar(f"{prefix}/{key}", value, step)
+
+    def step(self, done: int, losses: dict[str, float], lr: float) -> None:
+        for key, value in losses.items():
+            self.sums[key] = self.sums.get(key, 0.0) + value
+        self.count += 1
+        self.bar.update(1)
+        if done % 10 == 0 or done == self.max_iters:
+            self.bar.set_postfix(loss=f"{losses['loss']:.4f}", lr=f"{lr:.2e}", refresh=False)
+        if done % self.interval == 0 or done == self.max_iters:
+            means = {k: v / self.count for k, v in self.sums.items()}
+            self.sums, self.count = {}, 0
+            if self.main:
+                text = "  ".join(f"{k} {v:.4f}" for k, v in means.items())
+                log.info("iteration %d/%d  %s  lr %.3e", done, self.max_iters, text, lr)
+                self.scalars("train", {**means, "lr": lr}, done)
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.writer is not None:
+            self.writer.close()
+
+
+# --- the run -------------------------------------------------------------------------------------------
+def train(config: Config, *, resume: bool | str | Path = False) -> TrainResult:
+    """Train (or, with ``resume``, continue training) as ``config`` says; see the module docstring.
+
+    Args:
+        config: the resolved run configuration.
+        resume: ``True`` = the latest checkpoint of the run (``train.work_dir``, else the newest run under
+            ``runs/<name>``); a path = that checkpoint file or the latest one in that directory.
+
+    Raises:
+        ConfigError: a setting that cannot work here (e.g. fp16 on CPU).
+        NonFiniteLossError: the loss became NaN/inf (the last good checkpoint is kept).
+        TrainingError: nothing to resume, or ``train.work_dir`` already used by another run.
+    """
+    created_group = not (dist.is_available() and dist.is_initialized())
+    ctx = init_distributed(config.train.device)
+    try:
+        with _torch_settings(config, ctx):
+            return _run(config, ctx, resume)
+    finally:
+        if created_group and ctx.distributed:
+            dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def _torch_settings(config: Config, ctx: DistContext) -> Iterator[None]:
+    """Thread count and deterministic mode for the run; the previous settings are restored afterwards."""
+    tc = config.train
+    saved = (
+        torch.get_num_threads(),
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.benchmark,
+    )
+    if tc.num_threads or ctx.device.type == "cpu":
+        torch.set_num_threads(tc.num_threads or max(1, (os.cpu_count() or 1) // ctx.local_world_size))
+    if tc.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)  # a few CUDA backward kernels have none
+        torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved[0])
+        torch.use_deterministic_algorithms(saved[1], warn_only=saved[2])
+        torch.backends.cudnn.benchmark = saved[3]
+
+
+def _run(config: Config, ctx: DistContext, resume: bool | str | Path) -> TrainResult:
+    tc, main = config.train, ctx.is_main
+    _check(config, ctx)
+    work_dir, resume_from = _resolve_run(config, resume, ctx)
+    manager = CheckpointManager(work_dir, tc.keep_last)
+    if main:
+        save_config(config, work_dir / "config.yaml")
+        log.info(
+            "run directory %s (%d process%s on %s)",
+            work_dir,
+            ctx.world_size,
+            "es" if ctx.distributed else "",
+            ctx.device,
+        )
+
+    # data and model; the model is initialised identically on every rank
+    import ccnet.models.tiny  # noqa: F401  (registers ccnet_tiny / fcn_tiny / nonlocal_tiny)
+    from ccnet.models import create_model
+
+    train_set, val_set = build_datasets(config.data)
+    meta = train_set.meta
+    seed_everything(tc.seed)
+    model = create_model(
+        config.model.name,
+        num_classes=meta.num_classes,
+        pretrained=config.model.pretrained,
+        **config.model.overrides(),
+    )
+    train_set.transforms = train_transforms_for(config.data, meta, normalization_of(model))
+    if ctx.distributed and tc.sync_bn:
+        model = convert_sync_batchnorm(model, ctx.device)
+    model.to(ctx.device)
+
+    # losses, optimiser, schedule
+    lc = config.loss
+    ccl = None
+    if lc.ccl.enabled:
+        if not hasattr(getattr(model, "head", None), "context"):
+            raise ConfigError("loss.ccl.enabled: the model has no head.context module to take features from")
+        ccl = CategoryConsistentLoss(
+            model.head.conv_out.conv.in_channels,  # the context module's output channels
+            meta.num_classes,
+            dim=lc.ccl.dim,
+            delta_v=lc.ccl.delta_v,
+            delta_d=lc.ccl.delta_d,
+            alpha=lc.ccl.alpha,
+            beta=lc.ccl.beta,
+            gamma=lc.ccl.gamma,
+            ignore_index=lc.ignore_index,
+        ).to(ctx.device)
+    trainee = _Trainee(model, ccl)
+    net: nn.Module = trainee
+    if ctx.distributed:
+        net = DistributedDataParallel(
+            trainee, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None
+        )
+    ohem = OhemCrossEntropy(lc.ohem.thresh, lc.ohem.min_kept, lc.ignore_index) if lc.ohem.enabled else None
+    criterion = SegmentationLoss(aux_weight=lc.aux_weight, ohem=ohem, ignore_index=lc.ignore_index)
+    oc = config.optim
+    optimizer = build_optimizer(
+        trainee.parameters(), name=oc.name, lr=oc.lr, momentum=oc.momentum, weight_decay=oc.weight_decay
+    )
+    scheduler = PolyLR(
+        optimizer,
+        tc.max_iters,
+        power=oc.power,
+        min_lr=oc.min_lr,
+        warmup_iters=oc.warmup_iters,
+        warmup_ratio=oc.warmup_ratio,
+    )
+    scaler = torch.amp.GradScaler(ctx.device.type, enabled=tc.amp == "fp16")
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(tc.amp)
+
+    # data order: per-rank batches, resumable at any batch
+    per_rank_batch = tc.batch_size // ctx.world_size
+    sampler = ResumableSampler(
+        len(train_set), per_rank_batch, rank=ctx.rank, world_size=ctx.world_size, seed=tc.seed
+    )
+    loader = build_train_loader(
+        train_set,
+        sampler,
+        num_workers=config.data.num_workers,
+        seed=tc.seed,
+        rank=ctx.rank,
+        device=ctx.device,
+    )
+
+    # resume: weights, optimiser, schedule, position, then (below) the generators
+    start, epoch, batch_in_epoch, best_miou, rng_states = 0, 0, 0, None, None
+    if resume_from is not None:
+        state = load_checkpoint(resume_from, map_location=ctx.device)
+        model.load_state_dict(state["model"])
+        if ccl is not None and "ccl" in state.get("extra_modules", {}):
+            ccl.load_state_dict(state["extra_modules"]["ccl"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        start, epoch, batch_in_epoch = state["iteration"], state["epoch"], state["batch_in_epoch"]
+        best_miou, rng_states = state.get("best_miou"), state.get("rng")
+        if main:
+            log.info("resumed from %s at iteration %d", resume_from, start)
+    seed_everything(tc.seed + ctx.rank)  # per-rank streams (dropout)
+    if rng_states is not None:
+        if len(rng_states) == ctx.world_size:
+            restore_rng_state(rng_states[ctx.rank])
+        elif main:
+            log.warning(
+                "checkpoint has generator states of %d processes, this run has %d: not restored",
+                len(rng_states),
+                ctx.world_size,
+            )
+
+    segmenter = build_segmenter(
+        model,
+        config.eval,
+        default_crop=config.data.crop_size or meta.crop_size,
+        default_test_scale=meta.test_scale,
+    )
+    model_overrides = config.model.overrides()
+    file_meta = checkpoint_meta(
+        model, model_overrides=model_overrides, classes=meta.classes, palette=meta.palette
+    )
+    progress = _Progress(config, start, main, work_dir)
+
+    def validate(done: int) -> SegmentationMetrics:
+        metrics = evaluate(
+            segmenter,
+            val_set,
+            meta.num_classes,
+            ctx=ctx,
+            ignore_index=meta.ignore_index,
+            num_workers=config.data.num_workers,
+            progress=tc.progress,
+        )
+        if main:
+            log.info(
+                "iteration %d: val mIoU %.4f  mAcc %.4f  aAcc %.4f",
+                done,
+                metrics.miou,
+                metrics.macc,
+                metrics.aacc,
+            )
+            progress.scalars("val", {"mIoU": metrics.miou, "mAcc": metrics.macc, "aAcc": metrics.aacc}, done)
+        return metrics
+
+    def checkpoint_state(done: int) -> dict[str, Any]:
+        rng = [capture_rng_state()]
+        if ctx.distributed:
+            rng = [None] * ctx.world_size
+            dist.all_gather_object(rng, capture_rng_state())
+        return {
+            "meta": file_meta,
+            "model": model.state_dict(),
+            "extra_modules": {"ccl": ccl.state_dict()} if ccl is not None else {},
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+            "iteration": done,
+            "epoch": epoch,
+            "batch_in_epoch": batch_in_epoch,
+            "best_miou": best_miou,
+            "rng": rng,
+            "config": config_to_dict(config),
+        }
+
+    # the loop
+    sampler.set_position(epoch, batch_in_epoch)
+    epoch, batch_in_epoch = sampler.epoch, sampler.start_batch
+    batches = iter(loader)
+    metrics, last_checkpoint = None, manager.latest() if resume_from else None
+    trainee.train()
+    for iteration in range(start, tc.max_iters):
+        try:
+            batch = next(batches)
+        except StopIteration:  # next epoch
+            epoch, batch_in_epoch = epoch + 1, 0
+            sampler.set_position(epoch, 0)
+            batches = iter(loader)
+            batch = next(batches)
+        batch_in_epoch += 1
+        images = batch["image"].to(ctx.device, non_blocking=True)
+        target = batch["mask"].to(ctx.device, non_blocking=True)
+
+        autocast = torch.autocast(ctx.device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
+        with autocast:
+            output, embeddings = net(images)
+        losses = criterion(output.out, output.aux, target)
+        if ccl is not None:
+            ccl_total, terms = ccl.loss_from_embeddings(embeddings, target)
+            losses.update(
+                loss=losses["loss"] + ccl_total,
+                ccl_var=terms.variance,
+                ccl_dis=terms.distance,
+                ccl_reg=terms.regularisation,
+            )
+        loss = losses["loss"]
+
+        # every rank sees the same (mean) loss, so all stop together on a non-finite one
+        reported = torch.stack([v.detach().float() for v in losses.values()])
+        if ctx.distributed:
+            dist.all_reduce(reported)
+            reported /= ctx.world_size
+        values = dict(zip(losses, reported.tolist(), strict=True))
+        if not math.isfinite(values["loss"]):
+            kept = (
+                f"the last good checkpoint is {last_checkpoint}" if last_checkpoint else "no checkpoint yet"
+            )
+            raise NonFiniteLossError(
+                f"non-finite loss ({values['loss']}) at iteration {iteration + 1}; training stopped, {kept}. "
+                "Lower optim.lr, enable optim.clip_grad_norm or check the data, then resume with --resume."
+            )
+
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if oc.clip_grad_norm:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(trainee.parameters(), oc.clip_grad_norm)
+        scaler.step(optimizer)
+        scaler.update()
+        lr = optimizer.param_groups[0]["lr"]
+        scheduler.step()
+        done = iteration + 1
+
+        progress.step(done, values, lr)
+
+        # validation and checkpoints
+        final = done == tc.max_iters
+        is_best = False
+        if final or (tc.val_interval and done % tc.val_interval == 0):
+            metrics = validate(done)
+            trainee.train()
+            if best_miou is None or metrics.miou > best_miou:
+                best_miou, is_best = metrics.miou, True
+        keep = final or bool(tc.checkpoint_interval and done % tc.checkpoint_interval == 0)
+        if keep or is_best:
+            state = checkpoint_state(done)
+            if main:
+                path = manager.save(state, done, keep=keep, best=is_best)
+                last_checkpoint = path if keep else last_checkpoint
+            ctx.barrier()
+    progress.close()
+
+    if metrics is None:  # resumed a finished run
+        metrics = validate(tc.max_iters)
+    weights = None
+    if main:
+        from ccnet.models import save_weights
+
+        weights = save_weights(work_dir / "model.safetensors", model.state_dict(), file_meta)
+        write_reports(
+            metrics,
+            meta.classes,
+            work_dir,
+            extra={"title": f"{config.name}: validation", "iteration": tc.max_iters},
+        )
+    return TrainResult(
+        work_dir, tc.max_iters, metrics, best_miou, manager.latest(), weights, meta.classes, model
+    )
