@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import ccnet
-from ccnet.ops._criss_cross import criss_cross
+from ccnet.ops._criss_cross import cca_block, criss_cross
 from tests.oracles import criss_cross_mask, dense_cca_block, dense_criss_cross
 
 
@@ -21,8 +21,7 @@ def path(request, monkeypatch):
         return "portable"
     monkeypatch.setattr("ccnet.ops._criss_cross.SMALL_PROBLEM_ELEMENTS", 0)
     if request.param == "fast-chunked":
-        monkeypatch.setattr("ccnet.ops._criss_cross.FORWARD_CHUNK_ELEMENTS", 1)
-        monkeypatch.setattr("ccnet.ops._criss_cross.BACKWARD_CHUNK_ELEMENTS", 1)
+        monkeypatch.setattr("ccnet.ops._criss_cross.CHUNK_ELEMENTS", 1)
     return "fast"
 
 
@@ -155,22 +154,21 @@ def test_gradcheck_portable_second_order():
 
 
 def test_gradcheck_fused_block(path):
-    """The fused projection + gamma + residual step of the module, w.r.t. every input."""
+    """The module's fused step (projections, attention, gamma, residual) w.r.t. every input."""
     torch.manual_seed(5)
     for grid in ((3, 4), (2, 3, 3)):
-        q, k, x = _random_qkv((2, 2, 3, *grid))
-        weight = torch.randn(3, 3, dtype=torch.float64, requires_grad=True)
-        bias = torch.randn(3, dtype=torch.float64, requires_grad=True)
+        x = torch.randn(2, 3, *grid, dtype=torch.float64, requires_grad=True)
+        qk_weight = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+        qk_bias = torch.randn(4, dtype=torch.float64, requires_grad=True)
+        value_weight = torch.randn(3, 3, dtype=torch.float64, requires_grad=True)
+        value_bias = torch.randn(3, dtype=torch.float64, requires_grad=True)
         gamma = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
-
         num_axes = len(grid)
 
-        def block(q, k, x, weight, bias, gamma, n=num_axes):
-            return criss_cross(
-                q, k, x, n, proj_weight=weight, proj_bias=bias, gamma=gamma, residual=x, path=path
-            )
+        def block(*inputs, n=num_axes):
+            return cca_block(inputs[0], n, *inputs[1:], path=path)
 
-        assert torch.autograd.gradcheck(block, (q, k, x, weight, bias, gamma))
+        assert torch.autograd.gradcheck(block, (x, qk_weight, qk_bias, value_weight, value_bias, gamma))
 
 
 def _reach(recurrence: int, size=(6, 7)) -> torch.Tensor:

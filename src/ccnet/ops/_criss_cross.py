@@ -39,10 +39,8 @@ from ccnet.ops._lines import (
 )
 
 # Rows of axis 0 per chunk are chosen so that a chunk holds about this many elements of the widest
-# per-position tensor: big enough for efficient matmuls, small enough to keep temporaries a few MB. Backward
-# holds more full-size tensors at once (dy, dv, v), so its chunks are smaller: the training peak stays low.
-FORWARD_CHUNK_ELEMENTS = 1 << 21
-BACKWARD_CHUNK_ELEMENTS = 1 << 20
+# per-position tensor: big enough for efficient matmuls, small enough to keep temporaries a few MB.
+CHUNK_ELEMENTS = 1 << 21
 # Below this many elements per batch element, the per-chunk Python work of the fast path costs more than
 # it saves: the portable path is faster there (measured: 2x at (8, 32, 16, 16), equal at (2, 128, 32, 32)).
 SMALL_PROBLEM_ELEMENTS = 1 << 16
@@ -58,9 +56,9 @@ def _pixel_major(t: Tensor) -> Tensor:
     return t.movedim(1, -1).contiguous()
 
 
-def _chunks(batch: int, rows: int, row_elements: int, budget: int) -> Iterator[tuple[int, int, int]]:
+def _chunks(batch: int, rows: int, row_elements: int) -> Iterator[tuple[int, int, int]]:
     """(batch index, first row, stop row) blocks of axis 0 covering every batch element."""
-    step = max(1, budget // max(1, row_elements))
+    step = max(1, CHUNK_ELEMENTS // max(1, row_elements))
     for b in range(batch):
         for start in range(0, rows, step):
             yield b, start, min(start + step, rows)
@@ -147,28 +145,37 @@ def _pointwise_weight_grad(g: Tensor, x: Tensor, weight: Tensor) -> Tensor:
 
 
 def _fast_forward(
-    q: Tensor,
-    k: Tensor,
+    q: Tensor | None,
+    k: Tensor | None,
     v: Tensor,
     num_axes: int,
     proj_weight: Tensor | None,
     proj_bias: Tensor | None,
     gamma: Tensor | None,
     residual: Tensor | None,
+    qk_weight: Tensor | None = None,
+    qk_bias: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """y = residual + gamma * proj(A v), each part optional; channels-first in and out.
 
+    With ``qk_weight`` (2C', C) given, q and k are None and come from a 1x1 projection of v (the CCA block).
     Returns y (channels-last memory) and the pixel-major q and k (softmax dtype) for backward. A v that is
     not channels-last is converted into a temporary, so that callers can keep (and save) the original.
     """
-    dtype = _softmax_dtype(q.dtype)
-    qp, kp = _pixel_major(q).to(dtype), _pixel_major(k).to(dtype)
     vp = _pixel_major(v)
+    if qk_weight is not None:
+        qk = _pointwise(vp, qk_weight, qk_bias).to(_softmax_dtype(vp.dtype))  # (B, *S, 2C')
+        reduced = qk.shape[-1] // 2
+        qp, kp = qk[..., :reduced], qk[..., reduced:]  # views: the line views accept the channel stride
+    else:
+        dtype = _softmax_dtype(q.dtype)
+        qp, kp = _pixel_major(q).to(dtype), _pixel_major(k).to(dtype)
     out_channels = v.shape[1] if proj_weight is None else proj_weight.shape[0]
     y = vp.new_empty((*vp.shape[:-1], out_channels))
-    residual_p = None if residual is None else residual.movedim(1, -1)  # a view, any layout
+    # The residual as a pixel-major view; when it is v, its contiguous copy reads faster than a strided view.
+    residual_p = vp if residual is v else (None if residual is None else residual.movedim(1, -1))
     row_elements = math.prod(vp.shape[2:-1]) * max(vp.shape[-1], out_channels)
-    for b, start, stop in _chunks(vp.shape[0], vp.shape[1], row_elements, FORWARD_CHUNK_ELEMENTS):
+    for b, start, stop in _chunks(vp.shape[0], vp.shape[1], row_elements):
         weights = _chunk_weights(qp[b], kp[b], start, stop)
         out = _chunk_aggregate(weights, vp[b], start, stop)
         if proj_weight is not None:
@@ -183,38 +190,81 @@ def _fast_forward(
 
 
 class _CrissCrossFunction(torch.autograd.Function):
-    """Autograd for :func:`_fast_forward`: saves q and k (pixel-major) and v as given; nothing else."""
+    """Autograd for the functional op out = A v: saves q and k (pixel-major) and v as given."""
 
     @staticmethod
-    def forward(ctx, q, k, v, num_axes, proj_weight, proj_bias, gamma, residual):  # type: ignore[override]
-        y, qp, kp = _fast_forward(q, k, v, num_axes, proj_weight, proj_bias, gamma, residual)
-        ctx.has_residual = residual is not None
-        # In the module the residual is the value input: its two gradients are summed here, in place.
-        ctx.residual_is_value = residual is v
+    def forward(ctx, q, k, v, num_axes):  # type: ignore[override]
+        y, qp, kp = _fast_forward(q, k, v, num_axes, None, None, None, None)
         ctx.q_dtype, ctx.k_dtype = q.dtype, k.dtype
-        ctx.save_for_backward(qp, kp, v, proj_weight, proj_bias, gamma)
+        ctx.save_for_backward(qp, kp, v)
         return y
 
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]
-        qp, kp, v, proj_weight, proj_bias, gamma = ctx.saved_tensors
-        need_q, need_k, need_v, _, need_w, need_b, need_gamma, need_r = ctx.needs_input_grad
-        grads = _fast_backward(
-            grad_out, qp, kp, v, proj_weight, proj_bias, gamma,
-            need_qk=need_q or need_k, need_v=need_v, need_gamma=need_gamma,
-            add_grad_out_to_v=ctx.residual_is_value,
+        qp, kp, v = ctx.saved_tensors
+        need_q, need_k, need_v, _ = ctx.needs_input_grad
+        grad_q, grad_k, grad_v, *_ = _fast_backward(
+            grad_out,
+            qp,
+            kp,
+            v,
+            None,
+            None,
+            None,
+            need_qk=need_q or need_k,
+            need_v=need_v,
+            need_gamma=False,
+            add_grad_out_to_v=False,
         )
-        grad_q, grad_k, grad_v, grad_w, grad_b, grad_gamma = grads
-        grad_r = grad_out if ctx.has_residual and need_r and not ctx.residual_is_value else None
         return (
             grad_q.to(ctx.q_dtype) if need_q else None,
             grad_k.to(ctx.k_dtype) if need_k else None,
             grad_v,
             None,
-            grad_w if need_w else None,
-            grad_b if need_b else None,
+        )
+
+
+class _CCABlockFunction(torch.autograd.Function):
+    """Autograd for the whole CCA block y = x + gamma * (W_v (A x) + b_v), q/k = W_qk x + b_qk.
+
+    Saves x as given, q and k (pixel-major) and the weights: nothing of size (B, C, *S) is made for backward,
+    and the gradient of x (residual + attention + projection) is accumulated in one buffer.
+    """
+
+    @staticmethod
+    def forward(ctx, x, num_axes, qk_weight, qk_bias, value_weight, value_bias, gamma):  # type: ignore[override]
+        y, qp, kp = _fast_forward(
+            None, None, x, num_axes, value_weight, value_bias, gamma, x, qk_weight=qk_weight, qk_bias=qk_bias
+        )
+        ctx.save_for_backward(qp, kp, x, qk_weight, value_weight, value_bias, gamma)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_out):  # type: ignore[override]
+        qp, kp, x, qk_weight, value_weight, value_bias, gamma = ctx.saved_tensors
+        need_x, _, need_qk_w, need_qk_b, need_v_w, need_v_b, need_gamma = ctx.needs_input_grad
+        grad_qk_w, grad_qk_b, grad_x, grad_v_w, grad_v_b, grad_gamma = _fast_backward(
+            grad_out,
+            qp,
+            kp,
+            x,
+            value_weight,
+            value_bias,
+            gamma,
+            need_qk=True,
+            need_v=True,
+            need_gamma=need_gamma,
+            add_grad_out_to_v=True,
+            qk_weight=qk_weight,
+        )
+        return (
+            grad_x if need_x else None,
+            None,
+            grad_qk_w if need_qk_w else None,
+            grad_qk_b if need_qk_b else None,
+            grad_v_w if need_v_w else None,
+            grad_v_b if need_v_b else None,
             grad_gamma,
-            grad_r,
         )
 
 
@@ -231,13 +281,16 @@ def _fast_backward(
     need_v: bool,
     need_gamma: bool,
     add_grad_out_to_v: bool,
+    qk_weight: Tensor | None = None,
 ) -> tuple[Tensor | None, ...]:
     """Gradients of y = r + gamma * proj(A v) chunk by chunk, recomputing A (and z = A v where needed).
 
     With z = A v and dy the incoming gradient: G = sum_u dy_u z_u^T gives dW = gamma G and
     dgamma = <W, G> + <b, sum_u dy_u>; the attention backward then runs on h = gamma W^T dy (or gamma dy):
     dA(u, i) = <h_u, v_i>, dE = A (dA - sum_j A dA) jointly over the axes, dq_u = sum_i dE(u, i) k_i,
-    dk_i = sum_u dE(u, i) q_u, dv_i = sum_u A(u, i) h_u.
+    dk_i = sum_u dE(u, i) q_u, dv_i = sum_u A(u, i) h_u. With ``qk_weight`` (q and k projected from v) the
+    projection's backward is done here too: dv += W_qk^T [dq, dk], and the returned dq, dk are replaced by
+    the gradients of W_qk and b_qk.
     """
     vp = _pixel_major(v)
     gp = grad_out.movedim(1, -1)  # (B, *S, C_out) view; chunks are copied when needed
@@ -248,8 +301,10 @@ def _fast_backward(
             grad_v = gp.to(vp.dtype, memory_format=torch.contiguous_format, copy=True)
         else:
             grad_v = torch.zeros_like(vp)
-    grad_q = torch.zeros_like(qp) if need_qk else None
-    grad_k = torch.zeros_like(kp) if need_qk else None
+    grad_qk = vp.new_zeros((*qp.shape[:-1], 2 * qp.shape[-1]), dtype=qp.dtype) if need_qk else None
+    reduced = qp.shape[-1]
+    grad_q = None if grad_qk is None else grad_qk[..., :reduced]
+    grad_k = None if grad_qk is None else grad_qk[..., reduced:]
     outer = grad_sum = None
     if proj_weight is not None:
         outer = vp.new_zeros(proj_weight.shape, dtype=qp.dtype)  # G (C_out, C_in)
@@ -258,7 +313,7 @@ def _fast_backward(
     need_z = proj_weight is not None or grad_gamma is not None
     row_elements = math.prod(vp.shape[2:-1]) * max(vp.shape[-1], gp.shape[-1])
     weight_t = None if proj_weight is None else proj_weight.t().contiguous()  # W^T, reused by every chunk
-    for b, start, stop in _chunks(vp.shape[0], vp.shape[1], row_elements, BACKWARD_CHUNK_ELEMENTS):
+    for b, start, stop in _chunks(vp.shape[0], vp.shape[1], row_elements):
         weights = _chunk_weights(qp[b], kp[b], start, stop)
         g = gp[b, start:stop].to(vp.dtype).contiguous()  # (n, *rest, C_out)
         if need_z:
@@ -272,8 +327,15 @@ def _fast_backward(
         h = g if weight_t is None else _pointwise(g, weight_t, None)
         h = h * scale  # (n, *rest, C_in): gradient w.r.t. the aggregate
         _chunk_attention_backward(
-            weights, h, qp[b], kp[b], vp[b], start, stop,
-            None if grad_q is None else grad_q[b], None if grad_k is None else grad_k[b],
+            weights,
+            h,
+            qp[b],
+            kp[b],
+            vp[b],
+            start,
+            stop,
+            None if grad_q is None else grad_q[b],
+            None if grad_k is None else grad_k[b],
             None if grad_v is None else grad_v[b],
         )
     grad_w = grad_b = None
@@ -284,10 +346,27 @@ def _fast_backward(
                 grad_gamma = grad_gamma + (grad_sum * proj_bias).sum()
         grad_w = (outer * scale).view_as(proj_weight).to(proj_weight.dtype)
         grad_b = (grad_sum * scale).to(proj_weight.dtype)
-    channels_first = [None if t is None else t.movedim(-1, 1) for t in (grad_q, grad_k, grad_v)]
     if grad_gamma is not None and gamma is not None:
         grad_gamma = grad_gamma.to(gamma.dtype)
+    if qk_weight is not None:
+        grad_q, grad_k = _projection_backward(grad_qk, vp, grad_v, qk_weight, row_elements)
+        return (grad_q, grad_k, grad_v.movedim(-1, 1), grad_w, grad_b, grad_gamma)
+    channels_first = [None if t is None else t.movedim(-1, 1) for t in (grad_q, grad_k, grad_v)]
     return (*channels_first, grad_w, grad_b, grad_gamma)
+
+
+def _projection_backward(
+    grad_qk: Tensor, vp: Tensor, grad_v: Tensor, qk_weight: Tensor, row_elements: int
+) -> tuple[Tensor, Tensor]:
+    """Backward of qk = W_qk v + b_qk, chunk by chunk: dv += W_qk^T dqk in place; returns (dW_qk, db_qk)."""
+    weight_t = qk_weight.t().contiguous()
+    grad_weight = torch.zeros_like(qk_weight, dtype=grad_qk.dtype)
+    for b, start, stop in _chunks(vp.shape[0], vp.shape[1], row_elements):
+        g = grad_qk[b, start:stop].to(vp.dtype)
+        grad_v[b, start:stop] += _pointwise(g, weight_t, None)
+        grad_weight += _pointwise_weight_grad(g, vp[b, start:stop], qk_weight).to(grad_weight.dtype)
+    grad_bias = grad_qk.reshape(-1, grad_qk.shape[-1]).sum(0)
+    return grad_weight.to(qk_weight.dtype), grad_bias.to(qk_weight.dtype)
 
 
 def _chunk_attention_backward(
@@ -401,55 +480,72 @@ def use_portable_path() -> bool:
     )
 
 
-def criss_cross(
-    q: Tensor,
-    k: Tensor,
-    v: Tensor,
-    num_axes: int,
-    *,
-    proj_weight: Tensor | None = None,
-    proj_bias: Tensor | None = None,
-    gamma: Tensor | None = None,
-    residual: Tensor | None = None,
-    path: str = "auto",
-) -> Tensor:
-    """y = residual + gamma * proj(CrissCrossAttention(q, k, v)), each of residual/gamma/proj optional.
+def _autocast_inputs(*tensors: Tensor | None) -> tuple[Tensor | None, ...]:
+    """Cast to the active autocast dtype (one cast per distinct tensor), as autocast would for a matmul."""
+    device_type = next(t for t in tensors if t is not None).device.type
+    dtype = torch.get_autocast_dtype(device_type)
+    casts: dict[int, Tensor] = {}
+    for t in tensors:
+        if t is not None and id(t) not in casts:
+            casts[id(t)] = t.to(dtype)
+    return tuple(None if t is None else casts[id(t)] for t in tensors)
 
-    q, k: (B, C', *S); v: (B, C_in, *S); proj_weight: (C_out, C_in); residual: (B, C_out, *S).
-    Returns (B, C_out, *S) in channels-last memory. Inputs are assumed validated. Under autocast the inputs
-    are cast to the autocast dtype; energies and softmax are always float32. ``path``: "auto", "fast" or
-    "portable" (tests use the last two to compare both against an oracle).
+
+def _choose_path(path: str, value: Tensor) -> str:
+    if path != "auto":
+        return path
+    small = value[0].numel() < SMALL_PROBLEM_ELEMENTS
+    return "portable" if small or use_portable_path() else "fast"
+
+
+def criss_cross(q: Tensor, k: Tensor, v: Tensor, num_axes: int, *, path: str = "auto") -> Tensor:
+    """CrissCrossAttention(q, k, v): q, k (B, C', *S), v (B, C, *S) -> (B, C, *S), channels-last memory.
+
+    Inputs are assumed validated. Under autocast they are cast to the autocast dtype; energies and softmax
+    are always float32 (float64 for float64 inputs). ``path``: "auto", "fast" or "portable" (tests use the
+    last two to compare both with an oracle).
     """
     device_type = v.device.type
     if torch.is_autocast_enabled(device_type):
-        dtype = torch.get_autocast_dtype(device_type)
-        casts: dict[int, Tensor] = {}  # one cast per distinct tensor: keeps `residual is v` true
-
-        def cast(t: Tensor | None) -> Tensor | None:
-            if t is not None and id(t) not in casts:
-                casts[id(t)] = t.to(dtype)
-            return None if t is None else casts[id(t)]
-
-        q, k, v, proj_weight, proj_bias, gamma, residual = map(
-            cast, (q, k, v, proj_weight, proj_bias, gamma, residual)
-        )
+        q, k, v = _autocast_inputs(q, k, v)
         with torch.autocast(device_type, enabled=False):
-            return criss_cross(
-                q,
-                k,
-                v,
-                num_axes,
-                proj_weight=proj_weight,
-                proj_bias=proj_bias,
-                gamma=gamma,
-                residual=residual,
-                path=path,
-            )
-    small = v[0].numel() < SMALL_PROBLEM_ELEMENTS
-    if path == "portable" or (path == "auto" and (small or use_portable_path())):
-        return _portable_forward(q, k, v, num_axes, proj_weight, proj_bias, gamma, residual)
-    inputs = (q, k, v, proj_weight, proj_bias, gamma, residual)
-    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs):
-        return _CrissCrossFunction.apply(q, k, v, num_axes, proj_weight, proj_bias, gamma, residual)
-    y, *_ = _fast_forward(q, k, v, num_axes, proj_weight, proj_bias, gamma, residual)
-    return y
+            return criss_cross(q, k, v, num_axes, path=path)
+    if _choose_path(path, v) == "portable":
+        return _portable_forward(q, k, v, num_axes, None, None, None, None)
+    if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
+        return _CrissCrossFunction.apply(q, k, v, num_axes)
+    return _fast_forward(q, k, v, num_axes, None, None, None, None)[0]
+
+
+def cca_block(
+    x: Tensor,
+    num_axes: int,
+    qk_weight: Tensor,
+    qk_bias: Tensor,
+    value_weight: Tensor,
+    value_bias: Tensor,
+    gamma: Tensor,
+    *,
+    path: str = "auto",
+) -> Tensor:
+    """One CCA block: y = x + gamma * (W_v (A x) + b_v), with q/k = W_qk x + b_qk (1x1 projections).
+
+    x: (B, C, *S); qk_weight: (2C', C) (query rows, then key rows); value_weight: (C, C). Returns
+    (B, C, *S) in channels-last memory. Same conventions as :func:`criss_cross`.
+    """
+    device_type = x.device.type
+    params = (qk_weight, qk_bias, value_weight, value_bias, gamma)
+    if torch.is_autocast_enabled(device_type):
+        x, *params = _autocast_inputs(x, *params)
+        with torch.autocast(device_type, enabled=False):
+            return cca_block(x, num_axes, *params, path=path)
+    qk_weight, qk_bias, value_weight, value_bias, gamma = params
+    if _choose_path(path, x) == "portable":
+        conv = F.conv2d if num_axes == 2 else F.conv3d
+        qk = conv(x, qk_weight.reshape(*qk_weight.shape, *[1] * num_axes), qk_bias)  # (B, 2C', *S)
+        reduced = qk.shape[1] // 2
+        q, k = qk[:, :reduced], qk[:, reduced:]  # slices, not chunk: ONNX opset 17 has no Split(num_outputs)
+        return _portable_forward(q, k, x, num_axes, value_weight, value_bias, gamma, x)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (x, *params)):
+        return _CCABlockFunction.apply(x, num_axes, *params)
+    return _fast_forward(None, None, x, num_axes, value_weight, value_bias, gamma, x, qk_weight, qk_bias)[0]

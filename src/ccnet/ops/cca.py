@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ccnet.ops._criss_cross import criss_cross
+from ccnet.ops._criss_cross import cca_block
 from ccnet.ops.functional import _shape
 
 __all__ = ["CrissCrossAttention", "RecurrentCrissCrossAttention"]
@@ -47,25 +46,17 @@ class _CrissCrossAttentionNd(nn.Module):
                 f"{type(self).__name__}: expected a non-empty input {self._layout} with "
                 f"C={self.in_channels}, got shape {_shape(x)}"
             )
-        # One convolution for query and key; the value projection runs after aggregation, inside the op.
-        qk_weight = torch.cat([self.query_conv.weight, self.key_conv.weight])
+        # One projection for query and key; the value projection runs after aggregation, inside the op.
+        qk_weight = torch.cat([self.query_conv.weight, self.key_conv.weight]).flatten(1)  # (2C', C)
         qk_bias = torch.cat([self.query_conv.bias, self.key_conv.bias])
-        conv = F.conv2d if self.num_axes == 2 else F.conv3d
-        qk = conv(x, qk_weight, qk_bias)  # (B, 2C', *grid)
-        reduced = self.query_conv.out_channels
-        query, key = (
-            qk[:, :reduced],
-            qk[:, reduced:],
-        )  # slices, not chunk: ONNX opset 17 has no Split(num_outputs)
-        return criss_cross(
-            query,
-            key,
+        return cca_block(
             x,
             self.num_axes,
-            proj_weight=self.value_conv.weight.flatten(1),
-            proj_bias=self.value_conv.bias,
-            gamma=self.gamma,
-            residual=x,
+            qk_weight,
+            qk_bias,
+            self.value_conv.weight.flatten(1),
+            self.value_conv.bias,
+            self.gamma,
         )
 
     def extra_repr(self) -> str:
