@@ -17,6 +17,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("ccnet.cli.eval", "evaluate weights on a dataset split (mIoU table, JSON/markdown files)"),
     "predict": ("ccnet.cli.predict", "segment images: label PNGs + overlays"),
     "data": ("ccnet.cli.data", "inspect datasets: check a copy, list the built-in ones"),
+    "demo": ("ccnet.cli.demo", "the recurrence ablation on the built-in context task: mIoU table, pictures"),
+    "bench": ("ccnet.cli.bench", "efficiency report: FLOPs/memory vs non-local, scaling plot, throughput"),
     "info": ("ccnet.cli.info", "show a model's parameters, FLOPs and feature strides (no name: list all)"),
     "convert": ("ccnet.cli.convert", "convert an mmseg / SSSeg / authors' checkpoint to ccnet weights"),
 }

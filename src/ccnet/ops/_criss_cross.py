@@ -491,6 +491,11 @@ def _autocast_inputs(*tensors: Tensor | None) -> tuple[Tensor | None, ...]:
     return tuple(None if t is None else casts[id(t)] for t in tensors)
 
 
+def autocast_enabled(device_type: str) -> bool:
+    """Whether autocast is on for ``device_type``; False for devices without autocast, such as "meta"."""
+    return torch.amp.is_autocast_available(device_type) and torch.is_autocast_enabled(device_type)
+
+
 def _choose_path(path: str, value: Tensor) -> str:
     if path != "auto":
         return path
@@ -506,7 +511,7 @@ def criss_cross(q: Tensor, k: Tensor, v: Tensor, num_axes: int, *, path: str = "
     last two to compare both with an oracle).
     """
     device_type = v.device.type
-    if torch.is_autocast_enabled(device_type):
+    if autocast_enabled(device_type):
         q, k, v = _autocast_inputs(q, k, v)
         with torch.autocast(device_type, enabled=False):
             return criss_cross(q, k, v, num_axes, path=path)
@@ -535,7 +540,7 @@ def cca_block(
     """
     device_type = x.device.type
     params = (qk_weight, qk_bias, value_weight, value_bias, gamma)
-    if torch.is_autocast_enabled(device_type):
+    if autocast_enabled(device_type):
         x, *params = _autocast_inputs(x, *params)
         with torch.autocast(device_type, enabled=False):
             return cca_block(x, num_axes, *params, path=path)

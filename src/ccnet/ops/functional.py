@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
-from ccnet.ops._criss_cross import criss_cross
+from ccnet.ops._criss_cross import autocast_enabled, criss_cross
 
 _LAYOUTS = {2: "(B, C, H, W)", 3: "(B, C, T, H, W)"}
 
@@ -37,8 +36,7 @@ def check_attention_inputs(op: str, query: Tensor, key: Tensor, value: Tensor, n
             f"{op}: query, key and value must be on one device, got {shapes} on "
             f"{query.device}, {key.device}, {value.device}"
         )
-    autocast = torch.is_autocast_enabled(value.device.type)
-    if not autocast and not (query.dtype == key.dtype == value.dtype):
+    if not autocast_enabled(value.device.type) and not (query.dtype == key.dtype == value.dtype):
         raise ValueError(
             f"{op}: query, key and value must share one dtype, got {query.dtype}, {key.dtype}, "
             f"{value.dtype} for {shapes}"
