@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("ccnet.cli.demo", "the recurrence ablation on the built-in context task: mIoU table, pictures"),
     "bench": ("ccnet.cli.bench", "efficiency report: FLOPs/memory vs non-local, scaling plot, throughput"),
     "info": ("ccnet.cli.info", "show a model's parameters, FLOPs and feature strides (no name: list all)"),
+    "export": ("ccnet.cli.export", "export to ONNX (opset 17) or TorchScript, with a parity check"),
     "convert": ("ccnet.cli.convert", "convert an mmseg / SSSeg / authors' checkpoint to ccnet weights"),
 }
 

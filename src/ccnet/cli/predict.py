@@ -3,6 +3,10 @@
 INPUT: image files, folders (their images) or glob patterns. Weights written by ``ccnet train`` name their
 model and classes; other checkpoints need ``--model`` (and ``--dataset`` for the class colours). Unreadable
 inputs are reported and skipped, and the exit code is then 1.
+
+``--backend``: ``torch`` (the plain model), ``fast`` (BatchNorm folded, channels-last), ``fast-bf16`` (also
+bf16 autocast; changes a small fraction of labels), ``onnxruntime`` (``--weights`` is a file written by
+``ccnet export --format onnx``; classes, palette and normalisation come from it).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import sys
 from ccnet.cli.common import fail
 
 PROG = "ccnet predict"
+BACKENDS = ("torch", "fast", "fast-bf16", "onnxruntime")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,6 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scales", nargs="+", type=float, default=(1.0,), help="multi-scale factors")
     parser.add_argument("--flip", action="store_true", help="also average the horizontally flipped image")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="torch",
+        help="torch, fast (folded BN, channels-last), fast-bf16 or onnxruntime (--weights = .onnx file)",
+    )
     parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the label colours")
     parser.add_argument("--no-overlay", action="store_true", help="write the label PNGs only")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -62,7 +73,17 @@ def run(args: argparse.Namespace) -> int:
     files, problems = expand_inputs(args.inputs)
     try:
         device = torch.device(args.device) if ":" in args.device else resolve_device(args.device)
-        model, info = load_model(args.weights, name=args.model, device=device)
+        backend = getattr(args, "backend", "torch")
+        if backend == "onnxruntime":
+            from ccnet.engine.ort_backend import load_onnx_model
+
+            model, info = load_onnx_model(args.weights, device=device)
+        else:
+            model, info = load_model(args.weights, name=args.model, device=device)
+            if backend in ("fast", "fast-bf16"):
+                from ccnet.engine.fast import optimize_for_inference
+
+                model = optimize_for_inference(model, bf16=backend == "fast-bf16")
         palette = _palette(info["palette"], args.dataset, model, model.num_classes)
         options = {"scales": args.scales, "flip": args.flip}
         for key in ("mode", "crop_size", "stride", "test_scale"):
