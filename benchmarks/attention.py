@@ -34,6 +34,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import ccnet
+from ccnet.engine.report import cpu_name
 
 RESULTS = Path(__file__).resolve().parent / "results"
 IMPLEMENTATIONS = ["ccnet", "einsum", "bmm", "nonlocal"]
@@ -303,7 +304,7 @@ def main(argv=None) -> int:
         "torch": torch.__version__,
         "threads": args.threads,
         "machine": platform.machine(),
-        "processor": _cpu_name(),
+        "processor": cpu_name(),
     }
     (args.out / f"{stem}.json").write_text(
         json.dumps(
@@ -355,7 +356,7 @@ def _markdown(rows, verdicts, differences, args, repetitions) -> str:
     lines = [
         f"# Criss-cross attention benchmark ({'quick' if args.quick else 'full'})",
         "",
-        f"torch {torch.__version__}, {args.threads} threads, {_cpu_name()}; R={RECURRENCE} for the "
+        f"torch {torch.__version__}, {args.threads} threads, {cpu_name()}; R={RECURRENCE} for the "
         f"criss-cross implementations, one block for non-local; medians of {repetitions} interleaved "
         f"repetitions; ratios are to `{BASELINE}` in the same run. Memory: peak RSS increase over a "
         f"warmed-up process holding the module and input. Max output difference to ccnet: "
@@ -379,16 +380,6 @@ def _markdown(rows, verdicts, differences, args, repetitions) -> str:
     for name, v in verdicts.items():
         lines.append(f"- {name}: {v['value']:.3f} -> {'met' if v['met'] else 'NOT met'}")
     return "\n".join(lines) + "\n"
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 if __name__ == "__main__":

@@ -41,9 +41,9 @@ import torch.nn.functional as F
 from torch import nn
 
 import ccnet
-import ccnet.models.tiny  # registers ccnet_tiny
 from ccnet.engine.export import LogitsOnly, compare_outputs, export_onnx, onnxruntime_session
 from ccnet.engine.fast import cpu_supports_bf16, optimize_for_inference
+from ccnet.engine.report import cpu_name
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NUM_CLASSES = 19
@@ -361,16 +361,6 @@ def _markdown(rows, verdicts, args, settings, environment) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -405,7 +395,7 @@ def main(argv=None) -> int:
         "torch": torch.__version__,
         "onnxruntime": __import__("onnxruntime").__version__,
         "threads": args.threads,
-        "processor": _cpu_name(),
+        "processor": cpu_name(),
         "bf16_supported": cpu_supports_bf16(),
     }
     print(f"model benchmark: {settings}, variants {variants}, train {train_variants}", flush=True)
