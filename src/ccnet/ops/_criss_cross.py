@@ -499,8 +499,9 @@ def autocast_enabled(device_type: str) -> bool:
 def _choose_path(path: str, value: Tensor) -> str:
     if path != "auto":
         return path
-    small = value[0].numel() < SMALL_PROBLEM_ELEMENTS
-    return "portable" if small or use_portable_path() else "fast"
+    if use_portable_path():  # checked first: no size inspection while tracing
+        return "portable"
+    return "portable" if value[0].numel() < SMALL_PROBLEM_ELEMENTS else "fast"
 
 
 def criss_cross(q: Tensor, k: Tensor, v: Tensor, num_axes: int, *, path: str = "auto") -> Tensor:
