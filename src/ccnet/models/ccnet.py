@@ -144,6 +144,42 @@ def build_ccnet(
         load_checkpoint_strict(
             body, convert_backbone_checkpoint(checkpoint), what=f"backbone weights {location}"
         )
+    return assemble_ccnet(
+        body,
+        num_classes=num_classes,
+        context=context,
+        recurrence=recurrence,
+        channels=channels,
+        aux=aux,
+        aux_channels=aux_channels,
+        activation=activation,
+        norm=norm,
+        dropout=dropout,
+        align_corners=align_corners,
+        preprocess=preprocess,
+    )
+
+
+def assemble_ccnet(
+    body: nn.Module,
+    *,
+    num_classes: int,
+    context: str,
+    recurrence: int,
+    channels: int,
+    aux: bool,
+    aux_channels: int,
+    activation: str,
+    norm: str | type[nn.Module],
+    dropout: float,
+    align_corners: bool,
+    preprocess: Preprocess = IMAGENET_RGB,
+) -> CCNet:
+    """The context head (on the last feature) and the auxiliary head (on the one before) on ``body``.
+
+    ``body`` returns two feature maps and declares their channels in a timm ``feature_info``; the other
+    arguments are as in :func:`build_ccnet`.
+    """
     stage3_channels, stage4_channels = body.feature_info.channels()
     head = ContextHead(
         stage4_channels,

@@ -20,8 +20,7 @@ from timm.models import FeatureInfo
 from torch import Tensor, nn
 
 from ccnet.models.backbone import resolve_norm
-from ccnet.models.ccnet import CCNet
-from ccnet.models.heads import AuxHead, ContextHead, make_context
+from ccnet.models.ccnet import CCNet, assemble_ccnet
 from ccnet.models.registry import register_model
 
 __all__ = ["TinyBackbone", "build_tiny"]
@@ -78,22 +77,19 @@ def build_tiny(
 ) -> CCNet:
     """Assemble a tiny network (see the module docstring); arguments as in
     :func:`ccnet.models.ccnet.build_ccnet`, plus ``width`` (backbone channels)."""
-    backbone = TinyBackbone(width, norm=norm)
-    head = ContextHead(
-        width,
-        num_classes,
-        make_context(context, channels, recurrence=recurrence, norm=norm),
+    return assemble_ccnet(
+        TinyBackbone(width, norm=norm),
+        num_classes=num_classes,
+        context=context,
+        recurrence=recurrence,
         channels=channels,
-        dropout=dropout,
-        norm=norm,
+        aux=aux,
+        aux_channels=aux_channels,
         activation=activation,
+        norm=norm,
+        dropout=dropout,
+        align_corners=align_corners,
     )
-    aux_head = None
-    if aux:
-        aux_head = AuxHead(
-            width, num_classes, channels=aux_channels, dropout=dropout, norm=norm, activation=activation
-        )
-    return CCNet(backbone, head, aux_head, align_corners=align_corners)
 
 
 @register_model
