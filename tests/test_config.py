@@ -107,9 +107,10 @@ def test_file_errors(tmp_path: Path):
         load_config(tmp_path / "typo.yaml")
 
 
-def test_builtin_default_equals_configs_default_yaml():
-    assert load_config("default") == load_config(CONFIG_DIR / "default.yaml")
-    assert load_config("default") == config_from_dict(BUILTIN_CONFIGS["default"])
+@pytest.mark.parametrize("name", ["default", "video"])
+def test_builtin_configs_equal_their_yaml_files(name):
+    assert load_config(name) == load_config(CONFIG_DIR / f"{name}.yaml")
+    assert load_config(name) == config_from_dict(BUILTIN_CONFIGS[name])
     assert load_config("default").model.name == "ccnet_tiny"
 
 

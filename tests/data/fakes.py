@@ -141,3 +141,51 @@ def make_folder(root: Path, meta: str = "classes: [background, cat, dog]\n") -> 
         write_label(root / "masks" / f"{stem}.png", stripes(stored))
     (root / "meta.yaml").write_text(meta)
     return root
+
+
+# --- CamVid clips: a labelled copy plus frames "extracted from the videos" -------------------------------
+# Frames are tiny (8x16). Every pixel of a frame stores its frame number in R (mod 256), G is 200 in the
+# labelled images and 0 in the extracted video frames, and B is a left-to-right ramp 0, 10, ..., 150 so a
+# horizontal flip is visible. Labels: 4 stripes of stored values CLIP_STORED.
+CLIP_H, CLIP_W = 8, 16
+CLIP_LABELLED = {"train": {"0001TP": [6690, 6720, 6750, 6780, 6810], "0006R0": [930, 960, 990]},
+                 "val": {"0001TP": [6700]}}  # fmt: skip
+CLIP_VIDEO_RANGE = {"0001TP": (6689, 6811), "0006R0": (929, 991)}  # extracted frames, inclusive
+CLIP_STORED = [3, 11, 8, 0]
+CLIP_TRAIN_IDS = [3, 255, 8, 0]  # 11 (void) -> 255
+
+
+def clip_frame_pixels(number: int, labelled: bool, height: int = CLIP_H, width: int = CLIP_W) -> np.ndarray:
+    """``uint8`` (height, width, 3) content of frame ``number`` as described above."""
+    pixels = np.zeros((height, width, 3), dtype=np.uint8)
+    pixels[..., 0] = number % 256
+    pixels[..., 1] = 200 if labelled else 0
+    pixels[..., 2] = np.arange(width) * 10
+    return pixels
+
+
+def camvid_clip_name(sequence: str, number: int) -> str:
+    """File stem as in the SegNet copy: ``0001TP_006690``; the other sequences use ``f`` + 5 digits."""
+    return f"{sequence}_{number:06d}" if sequence == "0001TP" else f"{sequence}_f{number:05d}"
+
+
+def make_camvid_clips(root: Path) -> tuple[Path, Path]:
+    """``root/camvid`` (train and val, labelled) and ``root/frames`` (extracted frames); returns both.
+
+    Extracted frames of 0001TP are PNGs in ``frames/0001TP/``, those of 0006R0 JPEGs directly in ``frames/``.
+    """
+    camvid, frames = root / "camvid", root / "frames"
+    for split, sequences in CLIP_LABELLED.items():
+        for sequence, numbers in sequences.items():
+            for number in numbers:
+                name = camvid_clip_name(sequence, number)
+                (camvid / split).mkdir(parents=True, exist_ok=True)
+                Image.fromarray(clip_frame_pixels(number, labelled=True)).save(camvid / split / f"{name}.png")
+                write_label(camvid / f"{split}annot" / f"{name}.png", stripes(CLIP_STORED, CLIP_H, CLIP_W))
+    for sequence, (first, last) in CLIP_VIDEO_RANGE.items():
+        folder, suffix = (frames / sequence, ".png") if sequence == "0001TP" else (frames, ".jpg")
+        folder.mkdir(parents=True, exist_ok=True)
+        for number in range(first, last + 1):
+            path = folder / f"{camvid_clip_name(sequence, number)}{suffix}"
+            Image.fromarray(clip_frame_pixels(number, labelled=False)).save(path)
+    return camvid, frames

@@ -119,7 +119,9 @@ def test_empty_split(folder_root):
 
 
 def test_unknown_dataset_and_split(cityscapes_root):
-    with pytest.raises(ValueError, match=r"unknown dataset 'kitti'; available: ade20k, camvid, cityscapes"):
+    with pytest.raises(
+        ValueError, match=r"unknown dataset 'kitti'; available: ade20k, camvid, camvid_clips, cityscapes"
+    ):
         get_dataset("kitti", cityscapes_root)
     with pytest.raises(
         DatasetError, match=r"unknown split 'validation'; expected one of \('train', 'val', 'test'\)"

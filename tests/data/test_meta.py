@@ -33,6 +33,7 @@ def test_registry():
     assert list_datasets() == [
         "ade20k",
         "camvid",
+        "camvid_clips",
         "cityscapes",
         "context",
         "context_video",

@@ -57,6 +57,24 @@ def test_local_file_with_other_class_count_is_refused(tmp_path):
         create_model("ccnet_r50_d8", num_classes=7, pretrained=path, **TINY)
 
 
+def test_new_classifier_loads_everything_but_the_classifiers(tmp_path):
+    source = _tiny_model(num_classes=4)
+    path = save_weights(tmp_path / "tiny.safetensors", source.state_dict())
+    torch.manual_seed(3)
+    fresh = create_model("ccnet_r50_d8", num_classes=7, **TINY)  # what a new classifier starts as
+    torch.manual_seed(3)
+    model = create_model("ccnet_r50_d8", num_classes=7, pretrained=path, new_classifier=True, **TINY)
+    loaded, initial, trained = model.state_dict(), fresh.state_dict(), source.state_dict()
+    classifiers = {"head.classifier.weight", "head.classifier.bias", "aux_head.classifier.weight"}
+    classifiers |= {"aux_head.classifier.bias"}
+    for key, value in loaded.items():
+        expected = initial[key] if key in classifiers else trained[key]
+        assert torch.equal(value, expected), key
+    assert model.num_classes == 7 and model.pretrained_cfg is None
+    with pytest.raises(ValueError, match="new_classifier=True needs pretrained weights"):
+        create_model("ccnet_r50_d8", num_classes=7, new_classifier=True, **TINY)
+
+
 def test_zoo_name_downloads_into_hub_cache_converts_and_loads(hub_dir, monkeypatch, mmseg_r50_checkpoint):
     calls = []
 

@@ -7,7 +7,8 @@
 ('background', 'red', 'green', 'blue')
 
 File datasets read their official layouts: ``get_dataset("cityscapes", "/data/cityscapes", "val")``; see
-:mod:`ccnet.data.datasets` for layouts and label conventions and :mod:`ccnet.data.folder` for your own data.
+:mod:`ccnet.data.datasets` for layouts and label conventions, :mod:`ccnet.data.folder` for your own data and
+:mod:`ccnet.data.video` for CamVid clips (``get_dataset("camvid_clips", root, "train", clip_length=5)``).
 """
 
 from ccnet.data.base import (
@@ -21,7 +22,7 @@ from ccnet.data.base import (
     register_dataset,
 )
 from ccnet.data.check import CheckReport, check_dataset, format_report
-from ccnet.data.datasets import ADE20K, LIP, CamVid, Cityscapes, ClipDataset, PascalVOC
+from ccnet.data.datasets import ADE20K, LIP, CamVid, Cityscapes, PascalVOC
 from ccnet.data.files import DatasetError, read_image, read_label
 from ccnet.data.folder import FolderDataset
 from ccnet.data.labels import LabelMapping
@@ -33,15 +34,16 @@ from ccnet.data.transforms import (
     eval_transforms,
     train_transforms,
 )
+from ccnet.data.video import CamVidClips
 
 __all__ = [
     "ADE20K",
     "IGNORE_INDEX",
     "LIP",
     "CamVid",
+    "CamVidClips",
     "CheckReport",
     "Cityscapes",
-    "ClipDataset",
     "ContextConfig",
     "ContextDataset",
     "ContextVideoDataset",

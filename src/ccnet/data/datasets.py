@@ -10,7 +10,9 @@ Layouts under ``root`` (``[...]`` = optional parent directory that is also accep
   SegmentationClass[Aug]/*.png and ImageSets/Segmentation/<split>.txt.
 - ``lip`` (train, val): TrainVal_images/<split>_images/*.jpg and
   TrainVal_parsing_annotations/<split>_segmentations/*.png.
-- ``camvid`` (train, val, test), the SegNet copy: <split>/*.png and <split>annot/*.png.
+- ``camvid`` (train, val, test), the SegNet copy: <split>/*.png and <split>annot/*.png, files named
+  <sequence>_<frame>.png. ``camvid_clips`` (:mod:`ccnet.data.video`) reads the same layout as clips centred
+  on the labelled frames, optionally with frames extracted from the videos.
 
 Label conventions (stored value -> training id, everything through one lookup table):
 
@@ -32,16 +34,11 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 from ccnet.data.base import (
     FileSegmentationDataset,
     Listing,
-    PairTransform,
     Sample,
-    SegmentationDataset,
     pair_by_key,
     register_dataset,
 )
@@ -240,7 +237,7 @@ class CamVid(FileSegmentationDataset):
     """CamVid, the SegNet copy: 11 classes, label 11 (void) ignored.
 
     Samples are in video order (by sequence, then frame number); ``meta["sequence"]`` and ``meta["frame"]``
-    identify each, and :meth:`clip_indices` groups consecutive labelled frames into clips.
+    identify each. Clips around the labelled frames: ``camvid_clips`` (:mod:`ccnet.data.video`).
     """
 
     meta = CAMVID
@@ -265,63 +262,3 @@ class CamVid(FileSegmentationDataset):
 
     def label_mapping(self, sample: Sample) -> LabelMapping:
         return self._mapping
-
-    def clip_indices(self, clip_length: int, stride: int = 1) -> list[tuple[int, ...]]:
-        """Index tuples of ``clip_length`` consecutive samples of one sequence, starting every ``stride``."""
-        clips: list[tuple[int, ...]] = []
-        start = 0
-        while start < len(self.samples):
-            sequence = self.samples[start].extra["sequence"]
-            end = start
-            while end < len(self.samples) and self.samples[end].extra["sequence"] == sequence:
-                end += 1
-            clips += [tuple(range(i, i + clip_length)) for i in range(start, end - clip_length + 1, stride)]
-            start = end
-        return clips
-
-
-class ClipDataset(SegmentationDataset):
-    """Clips of ``clip_length`` consecutive labelled frames of a dataset with ``clip_indices`` (CamVid).
-
-    Items: ``"image"`` ``(T, 3, H, W)``, ``"mask"`` ``(T, H, W)`` (every frame's labels); all frames of a clip
-    get the same random transform. ``meta`` holds ``frames``, ``image_paths`` and ``label_paths`` (lists).
-    In the SegNet CamVid copy consecutive labelled frames are ~1 s (30 video frames) apart.
-    """
-
-    def __init__(
-        self,
-        frames: CamVid,
-        clip_length: int,
-        *,
-        stride: int = 1,
-        transforms: PairTransform | None = None,
-    ) -> None:
-        super().__init__(transforms)
-        self.frames = frames
-        self.meta = frames.meta
-        self.clips = frames.clip_indices(clip_length, stride)
-        if not self.clips:
-            raise DatasetError(f"{frames!r} has no sequence with {clip_length} labelled frames")
-
-    def __len__(self) -> int:
-        return len(self.clips)
-
-    def load_raw(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        pairs = [self.frames.load_raw(i) for i in self.clips[index]]
-        shapes = {image.shape for image, _ in pairs}
-        if len(shapes) > 1:
-            paths = [str(self.frames.samples[i].image) for i in self.clips[index]]
-            raise DatasetError(f"frames of one clip differ in size {sorted(shapes)}: {paths}")
-        return np.stack([image for image, _ in pairs]), np.stack([label for _, label in pairs])
-
-    def sample_meta(self, index: int) -> dict[str, Any]:
-        samples = [self.frames.samples[i] for i in self.clips[index]]
-        return {
-            "dataset": f"{self.frames.name}_clips",
-            "index": index,
-            "sequence": samples[0].extra["sequence"],
-            "frames": [s.extra["frame"] for s in samples],
-            "image_paths": [str(s.image) for s in samples],
-            "label_paths": [str(s.label) for s in samples],
-            "has_label": True,
-        }

@@ -41,6 +41,7 @@ __all__ = [
     "DemoSettings",
     "Variant",
     "attention_maps",
+    "compare",
     "criss_cross_weights",
     "ordering_checks",
     "run_demo",
@@ -226,9 +227,13 @@ def _init_worker() -> None:
 
 
 def run_tasks(
-    tasks: list[dict[str, Any]], workers: int, on_done: Callable[[dict[str, Any]], None] | None = None
+    tasks: list[dict[str, Any]],
+    workers: int,
+    on_done: Callable[[dict[str, Any]], None] | None = None,
+    run: Callable[[dict[str, Any]], dict[str, Any]] = train_variant,
 ) -> list[dict[str, Any]]:
-    """Run :func:`train_variant` on every task: ``workers`` spawned processes, or in-process if 0.
+    """``run`` (default :func:`train_variant`, a module-level function) on every task: ``workers`` spawned
+    processes with one thread each, or in-process if 0.
 
     Spawned workers re-import the calling script: call this (or :func:`run_demo`) from a script under
     ``if __name__ == "__main__":`` (the ``ccnet`` command is).
@@ -238,7 +243,7 @@ def run_tasks(
         saved = torch.get_num_threads()
         try:
             for task in tasks:
-                rows.append(train_variant(task))
+                rows.append(run(task))
                 if on_done:
                     on_done(rows[-1])
         finally:
@@ -248,7 +253,7 @@ def run_tasks(
 
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker) as pool:
-        futures = [pool.submit(train_variant, task) for task in tasks]
+        futures = [pool.submit(run, task) for task in tasks]
         for future in as_completed(futures):
             rows.append(future.result())
             if on_done:
@@ -312,23 +317,29 @@ def ordering_checks(summary: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     for low, high, claim in claims:
         if low not in summary or high not in summary:
             continue
-        result = _compare(summary, low, high)
-        diff, margin = result["difference"], result["margin"]
-        if len(summary[low]["miou"]) < 2 or len(summary[high]["miou"]) < 2:
-            verdict = "higher (one seed)" if diff > 0 else "not higher (one seed)"
-        elif diff > margin and result["seed_wins"] == result["seed_pairs"]:
-            verdict = "holds"
-        elif abs(diff) <= margin or (margin == 0 and diff == 0):
-            verdict = "within noise"
-        elif diff > 0:
-            verdict = "holds on average"
-        else:
-            verdict = "does not hold"
         paper = f"{PAPER_ABLATION[low]:.1f} -> {PAPER_ABLATION[high]:.1f}"
         checks.append(
-            {"claim": claim, "low": low, "high": high, "paper": paper, "verdict": verdict, **result}
+            {"claim": claim, "low": low, "high": high, "paper": paper, **compare(summary, low, high)}
         )
     return checks
+
+
+def compare(summary: dict[str, dict[str, Any]], low: str, high: str) -> dict[str, Any]:
+    """Is ``high`` better than ``low`` in ``summary`` (see :func:`summarize`): ``difference``, ``margin``,
+    ``seed_wins`` / ``seed_pairs`` and the ``verdict`` (see :func:`ordering_checks`)."""
+    result = _compare(summary, low, high)
+    diff, margin = result["difference"], result["margin"]
+    if len(summary[low]["miou"]) < 2 or len(summary[high]["miou"]) < 2:
+        verdict = "higher (one seed)" if diff > 0 else "not higher (one seed)"
+    elif diff > margin and result["seed_wins"] == result["seed_pairs"]:
+        verdict = "holds"
+    elif abs(diff) <= margin or (margin == 0 and diff == 0):
+        verdict = "within noise"
+    elif diff > 0:
+        verdict = "holds on average"
+    else:
+        verdict = "does not hold"
+    return {**result, "verdict": verdict}
 
 
 def results_markdown(summary: dict[str, dict[str, Any]], checks: list[dict[str, Any]]) -> str:

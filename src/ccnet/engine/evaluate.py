@@ -5,6 +5,8 @@ test-server files (``--format-only``).
 Images are read raw (``uint8`` (3, H, W)) and the Segmenter applies the model's own normalisation and the
 protocol (whole / sliding window, test scale, multi-scale + flip); labels stay at their original size, so
 scores are computed at full resolution. With several processes each one takes every ``world_size``-th image.
+Clips (video datasets: image (T, 3, H, W), mask (T, H, W)) are scored on every labelled frame, or on the
+centre frame alone when the model predicts only that one.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from ccnet.config import EvalConfig
+from ccnet.data.video import centre_index
 from ccnet.engine.dist import DistContext
 from ccnet.engine.inference import Segmenter
 from ccnet.metrics import ConfusionMatrix, SegmentationMetrics
@@ -33,6 +36,7 @@ __all__ = [
     "format_only",
     "format_table",
     "raw_pair",
+    "scored_mask",
     "submission_labels",
     "write_reports",
 ]
@@ -45,6 +49,14 @@ def raw_pair(image: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
 
 def _as_list(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return items
+
+
+def scored_mask(labels: Tensor, mask: Tensor) -> Tensor:
+    """The part of ``mask`` that ``labels`` predicts: all of it, or the centre frame of a clip mask
+    (T, H, W) when the prediction is one frame (H, W)."""
+    if mask.dim() == labels.dim() + 1:
+        return mask[centre_index(mask.shape[0])]
+    return mask
 
 
 def build_segmenter(
@@ -108,7 +120,7 @@ def evaluate(
     for items in loader:
         labels = segmenter.predict([item["image"] for item in items])
         for label, item in zip(labels, items, strict=True):
-            matrix.update(label, item["mask"])
+            matrix.update(label, scored_mask(label, item["mask"]))
         bar.update(len(items))
     bar.close()
     matrix.all_reduce()
@@ -213,6 +225,10 @@ def format_only(
     for items in loader:
         labels = segmenter.predict([item["image"] for item in items])
         for label, item in zip(labels, items, strict=True):
+            if label.dim() != 2:
+                raise ValueError(
+                    f"format_only writes one PNG per image; the model predicts clips ({tuple(label.shape)})"
+                )
             meta = item["meta"]
             stem = Path(meta["image_path"]).stem if meta.get("image_path") else f"{meta['index']:06d}"
             values = submission_labels(label.numpy(), dataset_name)

@@ -38,7 +38,15 @@ __all__ = [
 ]
 
 _BATCHNORMS = (nn.BatchNorm2d, nn.SyncBatchNorm)
-_FORWARDED_ATTRIBUTES = ("preprocess", "align_corners", "num_classes", "pretrained_cfg", "arch")
+_FORWARDED_ATTRIBUTES = (
+    "preprocess",
+    "align_corners",
+    "num_classes",
+    "pretrained_cfg",
+    "arch",
+    "clip_length",  # video models
+    "frames",
+)
 # conv/norm attribute pairs applied back to back in the forward of these classes (by class name, so that
 # timm is not imported here): timm ResNet blocks (conv2 -> drop_block (identity in eval) -> bn2), timm's
 # features-only ResNet (stem conv1 -> bn1), ccnet's non-local block (conv_out -> norm).
@@ -209,7 +217,16 @@ def optimize_for_inference(
     if fold_bn:
         fold_batchnorm(network)
     if channels_last:
-        network = network.to(memory_format=torch.channels_last)
+        _channels_last_weights(network)
     if compile:
         network = torch.compile(network, **(compile_options or {}))
     return FastSegmenter(network, channels_last=channels_last, bf16=bf16, source=model).eval()
+
+
+def _channels_last_weights(network: nn.Module) -> None:
+    """4-D parameters and buffers (2-D conv weights) in channels-last memory, in place; ``Module.to`` would
+    refuse the 5-D weights of the 3-D criss-cross attention of video models."""
+    with torch.no_grad():
+        for tensor in itertools.chain(network.parameters(), network.buffers()):
+            if tensor.dim() == 4:
+                tensor.data = tensor.data.contiguous(memory_format=torch.channels_last)

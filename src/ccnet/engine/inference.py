@@ -2,7 +2,10 @@
 
 :class:`Segmenter` takes uint8 RGB images (numpy (H, W, 3), PIL, tensors (3, H, W) or (H, W, 3), file
 paths, or a list of them, any sizes) and returns per-pixel labels (H, W) int64 at each image's own size,
-optionally with class probabilities (K, H, W). For each image (mmsegmentation's test protocol):
+optionally with class probabilities (K, H, W). For video models (those with a ``clip_length``, see
+:mod:`ccnet.models.video`) each input is a clip of frames ((T, 3, H, W) / (T, H, W, 3) uint8, or a list of
+frames) and the result holds every frame, (T, H, W), or the centre frame only, (H, W), as the model predicts.
+For each image or clip (mmsegmentation's test protocol):
 
 1. normalise ``(pixel - mean) / std`` (channels reversed first for BGR models);
 2. for each scale s: bilinear resize by ``s`` x the keep-ratio ``test_scale`` factor; for each flip:
@@ -27,14 +30,15 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor, nn
 
-__all__ = ["Prediction", "Segmenter", "predict", "to_image_tensor"]
+__all__ = ["Prediction", "Segmenter", "predict", "to_clip_tensor", "to_image_tensor"]
 
 AUTO = "auto"
 ImageLike = np.ndarray | Image.Image | Tensor | str | os.PathLike
 
 
 class Prediction(NamedTuple):
-    """``labels`` (H, W) int64 and ``probs`` (K, H, W) float32, on the CPU."""
+    """``labels`` (H, W) int64 and ``probs`` (K, H, W) float32, on the CPU ((T, H, W) and (T, K, H, W) for
+    the clips of a video model that predicts every frame)."""
 
     labels: Tensor
     probs: Tensor
@@ -73,6 +77,35 @@ def to_image_tensor(image: ImageLike) -> Tensor:
     )
 
 
+def to_clip_tensor(clip: np.ndarray | Tensor | Sequence[ImageLike]) -> Tensor:
+    """A clip of uint8 RGB frames as a (T, 3, H, W) uint8 tensor.
+
+    Accepts a (T, 3, H, W) or (T, H, W, 3) uint8 tensor or array, or a sequence of frames in any form
+    :func:`to_image_tensor` takes; all frames must have the same size.
+    """
+    if isinstance(clip, (np.ndarray, Tensor)):
+        if clip.ndim != 4:
+            raise ValueError(
+                f"clip: expected (T, 3, H, W) or (T, H, W, 3) uint8 frames, got shape {tuple(clip.shape)}"
+            )
+        frames = [to_image_tensor(frame) for frame in clip]
+    elif isinstance(clip, Sequence) and not isinstance(clip, str) and len(clip) > 0:
+        frames = [to_image_tensor(frame) for frame in clip]
+    else:
+        raise TypeError(f"clip: expected a 4-D tensor/array or a non-empty list of frames, got {clip!r}")
+    sizes = sorted({tuple(frame.shape[1:]) for frame in frames})
+    if len(sizes) > 1:
+        raise ValueError(f"clip: all frames must have the same size, got (H, W) sizes {sizes}")
+    return torch.stack(frames)
+
+
+def _interpolate(x: Tensor, size: Sequence[int], align_corners: bool | None) -> Tensor:
+    """Bilinear resize of the last two dims of (..., C, h, w) to ``size`` (frames of clips included)."""
+    flat = x.reshape(-1, *x.shape[-3:])
+    out = F.interpolate(flat, size=tuple(size), mode="bilinear", align_corners=align_corners)
+    return out.reshape(*x.shape[:-2], *out.shape[-2:])
+
+
 def _logits_of(output: Any) -> Tensor:
     """The logits tensor of a model output: a tensor, an object with ``.out`` or a mapping with "out"."""
     if isinstance(output, Tensor):
@@ -107,7 +140,9 @@ class Segmenter:
 
     Args:
         model: maps (B, 3, h, w) normalised images to logits (B, K, h', w') (a tensor, or an output with
-            ``.out`` / ``["out"]``); its train/eval mode is restored after each call.
+            ``.out`` / ``["out"]``); its train/eval mode is restored after each call. A video model (one with
+            a ``clip_length`` attribute) maps clips (B, T, 3, h, w) to (B, T, K, h', w') or, predicting the
+            centre frame only, (B, K, h', w').
         mode: ``"whole"`` or ``"slide"`` [whole].
         crop_size: sliding-window tile (h, w) [required for slide without a zoo entry].
         stride: sliding-window step (h, w) [about 2/3 of the crop].
@@ -117,7 +152,7 @@ class Segmenter:
         scales: extra scale factors on top of ``test_scale``, e.g. (0.5, 0.75, 1.0, 1.25, 1.5, 1.75).
         flip: also run on the horizontally flipped images.
         mean, std, bgr: input normalisation [``model.preprocess``, else ImageNet RGB statistics].
-        batch_size: images (or sliding-window tiles) per forward pass.
+        batch_size: images or clips (or sliding-window tiles) per forward pass.
     """
 
     def __init__(
@@ -140,6 +175,7 @@ class Segmenter:
         cfg = getattr(model, "pretrained_cfg", None)
         preprocess = getattr(model, "preprocess", None) or IMAGENET_RGB
         self.model = model
+        self.video = getattr(model, "clip_length", None) is not None
         self.mode = (cfg.test_mode if cfg else "whole") if mode == AUTO else mode
         if self.mode not in ("whole", "slide"):
             raise ValueError(f"mode: expected 'whole' or 'slide', got {self.mode!r}")
@@ -178,22 +214,30 @@ class Segmenter:
     ) -> Tensor | Prediction | list[Tensor] | list[Prediction]:
         """Segment one image or a list of images (same-size images are batched together).
 
+        For a video model: one clip (a 4-D tensor or array, see :func:`to_clip_tensor`) or a list of clips
+        (each a 4-D tensor/array or a list of frames).
+
         Returns:
             for one image, labels (H, W) int64, or with ``return_probs`` a :class:`Prediction` that also
             holds ``probs`` (K, H, W) float32; for a list, a list of those in the same order. On the CPU.
+            Clips give (T, H, W) labels and (T, K, H, W) probabilities when the model predicts every frame.
         """
-        single = not isinstance(images, (list, tuple))
-        tensors = [to_image_tensor(image) for image in ([images] if single else images)]
-        by_size: dict[tuple[int, int], list[int]] = {}
+        if self.video:
+            single = isinstance(images, (np.ndarray, Tensor))
+            tensors = [to_clip_tensor(clip) for clip in ([images] if single else images)]
+        else:
+            single = not isinstance(images, (list, tuple))
+            tensors = [to_image_tensor(image) for image in ([images] if single else images)]
+        by_size: dict[tuple[int, ...], list[int]] = {}
         for index, tensor in enumerate(tensors):
-            by_size.setdefault(tuple(tensor.shape[1:]), []).append(index)
+            by_size.setdefault(tuple(tensor.shape), []).append(index)
         results: list[Any] = [None] * len(tensors)
         with torch.inference_mode(), _eval_mode(self.model):
             for indices in by_size.values():
                 for start in range(0, len(indices), self.batch_size):
                     chunk = indices[start : start + self.batch_size]
                     probs = self._probabilities(torch.stack([tensors[i] for i in chunk])).cpu()
-                    labels = probs.argmax(dim=1)
+                    labels = probs.argmax(dim=-3)
                     for j, index in enumerate(chunk):
                         results[index] = Prediction(labels[j], probs[j]) if return_probs else labels[j]
         return results[0] if single else results
@@ -207,13 +251,13 @@ class Segmenter:
         return tensor.device, tensor.dtype
 
     def _normalise(self, batch: Tensor) -> Tensor:
-        """(B, 3, H, W) uint8 RGB -> (B, 3, H, W) float normalised, in the model's channel order."""
+        """(B, [T,] 3, H, W) uint8 RGB -> the same shape, float normalised, in the model's channel order."""
         device, dtype = self._device_dtype()
         x = batch.to(device=device, dtype=torch.float32)
         if self.bgr:
-            x = x.flip(1)
-        mean = torch.tensor(self.mean, device=device).view(1, 3, 1, 1)
-        std = torch.tensor(self.std, device=device).view(1, 3, 1, 1)
+            x = x.flip(-3)
+        mean = torch.tensor(self.mean, device=device).view(3, 1, 1)
+        std = torch.tensor(self.std, device=device).view(3, 1, 1)
         return ((x - mean) / std).to(dtype)
 
     def _resize_factor(self, height: int, width: int) -> float:
@@ -222,7 +266,8 @@ class Segmenter:
         return min(max(self.test_scale) / max(height, width), min(self.test_scale) / min(height, width))
 
     def _probabilities(self, batch: Tensor) -> Tensor:
-        """(B, 3, H, W) uint8 -> (B, K, H, W) float32 probabilities averaged over scales and flips."""
+        """(B, [T,] 3, H, W) uint8 -> (B, [T,] K, H, W) float32 probabilities averaged over scales and flips
+        (no T for a video model predicting the centre frame)."""
         x = self._normalise(batch)
         H, W = x.shape[-2:]
         base = self._resize_factor(H, W)
@@ -230,15 +275,13 @@ class Segmenter:
         passes = 0
         for scale in self.scales:
             size = (int(H * base * scale + 0.5), int(W * base * scale + 0.5))
-            scaled = (
-                x if size == (H, W) else F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-            )
+            scaled = x if size == (H, W) else _interpolate(x, size, align_corners=False)
             for flipped in (False, True) if self.flip else (False,):
                 inputs = scaled.flip(-1) if flipped else scaled
                 logits = self._slide(inputs) if self.mode == "slide" else self._forward(inputs)
                 if flipped:
                     logits = logits.flip(-1)
-                probs = self._resize(logits.float(), (H, W)).softmax(dim=1)  # (B, K, H, W)
+                probs = self._resize(logits.float(), (H, W)).softmax(dim=-3)  # (B, [T,] K, H, W)
                 total = probs if total is None else total + probs
                 passes += 1
         return total / passes
@@ -246,15 +289,15 @@ class Segmenter:
     def _resize(self, logits: Tensor, size: tuple[int, int]) -> Tensor:
         if tuple(logits.shape[-2:]) == tuple(size):
             return logits
-        return F.interpolate(logits, size=size, mode="bilinear", align_corners=self.align_corners)
+        return _interpolate(logits, size, align_corners=self.align_corners)
 
     def _forward(self, x: Tensor) -> Tensor:
-        """(B, 3, h, w) -> logits (B, K, h, w)."""
+        """(B, [T,] 3, h, w) -> logits (B, [T,] K, h, w)."""
         return self._resize(_logits_of(self.model(x)), tuple(x.shape[-2:]))
 
     def _slide(self, x: Tensor) -> Tensor:
-        """Sliding-window logits (B, K, h, w): tiles of ``crop_size`` every ``stride``, overlaps averaged."""
-        B, _, H, W = x.shape
+        """Sliding-window logits (B, [T,] K, h, w): ``crop_size`` tiles every ``stride``, overlaps averaged"""
+        B, H, W = x.shape[0], *x.shape[-2:]
         (crop_h, crop_w), (stride_h, stride_w) = self.crop_size, self.stride
         x = F.pad(x, (0, max(crop_w - W, 0), 0, max(crop_h - H, 0)))  # zeros = the mean colour
         Hp, Wp = x.shape[-2:]
@@ -269,15 +312,15 @@ class Segmenter:
         per_pass = max(1, self.batch_size // B)  # windows per forward pass
         for start in range(0, len(windows), per_pass):
             group = windows[start : start + per_pass]
-            tiles = torch.cat([x[:, :, y1:y2, x1:x2] for y1, x1, y2, x2 in group])  # (n * B, 3, ch, cw)
-            logits = self._forward(tiles).float()  # (n * B, K, ch, cw)
+            tiles = torch.cat([x[..., y1:y2, x1:x2] for y1, x1, y2, x2 in group])  # (n * B, [T,] 3, ch, cw)
+            logits = self._forward(tiles).float()  # (n * B, [T,] K, ch, cw)
             if total is None:
-                total = logits.new_zeros(B, logits.shape[1], Hp, Wp)
-                count = logits.new_zeros(1, 1, Hp, Wp)
+                total = logits.new_zeros(B, *logits.shape[1:-2], Hp, Wp)
+                count = logits.new_zeros(Hp, Wp)
             for (y1, x1, y2, x2), tile in zip(group, logits.split(B), strict=True):
-                total[:, :, y1:y2, x1:x2] += tile
-                count[:, :, y1:y2, x1:x2] += 1
-        return (total / count)[:, :, :H, :W]
+                total[..., y1:y2, x1:x2] += tile
+                count[y1:y2, x1:x2] += 1
+        return (total / count)[..., :H, :W]
 
 
 def predict(

@@ -3,12 +3,16 @@
 For each input image ``<stem>.<ext>`` the output folder receives ``<stem>.png``, the labels as a palette PNG
 (pixel value = class index, colours from the dataset palette), and ``<stem>_overlay.png``, the label colours
 blended over the image. Unreadable inputs are reported and skipped; the others are still written.
+
+With a video model the inputs, in the given order, are the frames of one video: each frame is segmented
+as the centre of a clip of the model's ``clip_length`` frames around it (the first and last frames repeated
+where the clip runs past the ends), so every frame gets the same temporal context as in evaluation.
 """
 
 from __future__ import annotations
 
 import glob
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +22,7 @@ from tqdm import tqdm
 
 from ccnet.data import DatasetError, read_image
 from ccnet.data.files import IMAGE_SUFFIXES
+from ccnet.data.video import centre_index
 from ccnet.engine.inference import Segmenter
 
 __all__ = ["PredictReport", "colorize", "expand_inputs", "overlay", "predict_files"]
@@ -96,13 +101,9 @@ def predict_files(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     report, used = PredictReport(), set()
-    for path in tqdm(files, desc="predict", unit="img", disable=not progress):
-        try:
-            image = read_image(path)
-        except DatasetError as err:
-            report.failed.append((str(path), str(err)))
-            continue
-        labels = segmenter.predict(image).numpy()
+    frames = _readable(tqdm(files, desc="predict", unit="img", disable=not progress), report)
+    segmented = _segment_video(segmenter, frames) if segmenter.video else _segment_images(segmenter, frames)
+    for path, image, labels in segmented:
         stem = _unique_stem(path, used)
         label_path = out_dir / f"{stem}.png"
         colorize(labels, palette).save(label_path)
@@ -110,3 +111,49 @@ def predict_files(
             overlay(image, labels, palette, alpha).save(out_dir / f"{stem}_overlay.png")
         report.written.append((path, label_path))
     return report
+
+
+def _readable(files: Iterator[Path], report: PredictReport) -> Iterator[tuple[Path, np.ndarray]]:
+    """(path, (H, W, 3) uint8 image) of each readable file; the others go to ``report.failed``."""
+    for path in files:
+        try:
+            yield path, read_image(path)
+        except DatasetError as err:
+            report.failed.append((str(path), str(err)))
+
+
+def _segment_images(
+    segmenter: Segmenter, frames: Iterator[tuple[Path, np.ndarray]]
+) -> Iterator[tuple[Path, np.ndarray, np.ndarray]]:
+    for path, image in frames:
+        yield path, image, segmenter.predict(image).numpy()
+
+
+def _segment_video(
+    segmenter: Segmenter, frames: Iterator[tuple[Path, np.ndarray]]
+) -> Iterator[tuple[Path, np.ndarray, np.ndarray]]:
+    """Each frame as the centre of a clip of its neighbours; holds only ``clip_length`` frames at a time."""
+    length = segmenter.model.clip_length
+    centre = centre_index(length)
+    kept: list[tuple[Path, np.ndarray]] = []  # frames base, base + 1, ... still needed
+    base = done = 0
+
+    def segment(index: int, last: int) -> tuple[Path, np.ndarray, np.ndarray]:
+        clip = [kept[min(max(index + k - centre, 0), last) - base][1] for k in range(length)]
+        labels = segmenter.predict(np.stack(clip)).numpy()
+        path, image = kept[index - base]
+        return path, image, labels[centre] if labels.ndim == 3 else labels
+
+    for frame in frames:
+        kept.append(frame)
+        seen = base + len(kept)
+        while done + length - 1 - centre < seen:  # the clip's last frame has been read
+            yield segment(done, seen - 1)
+            done += 1
+            drop = max(0, done - centre - base)
+            del kept[:drop]
+            base += drop
+    total = base + len(kept)
+    while done < total:
+        yield segment(done, total - 1)
+        done += 1

@@ -29,6 +29,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from ccnet.config import Config, ConfigError, config_to_dict, save_config
+from ccnet.data.video import centre_index
 from ccnet.engine.checkpoint import (
     CheckpointManager,
     capture_rng_state,
@@ -49,7 +50,7 @@ from ccnet.engine.optim import PolyLR, build_optimizer
 from ccnet.losses import CategoryConsistentLoss, OhemCrossEntropy, SegmentationLoss
 from ccnet.metrics import SegmentationMetrics
 
-__all__ = ["NonFiniteLossError", "TrainResult", "TrainingError", "train"]
+__all__ = ["NonFiniteLossError", "TrainResult", "TrainingError", "frames_as_images", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,8 @@ class _Trainee(nn.Module):
     module so that DDP synchronises all of them. ``forward`` -> (SegmentationOutput, embeddings or None).
 
     The category consistent loss needs the output of the model's context module (``model.head.context``,
-    RCCA for CCNet); a forward hook keeps it for the duration of one forward pass.
+    RCCA for CCNet); a forward hook keeps it for the duration of one forward pass. A video model's context
+    (B, C, T, h, w) is taken frame by frame, like its logits (see :func:`frames_as_images`).
     """
 
     def __init__(self, model: nn.Module, ccl: CategoryConsistentLoss | None) -> None:
@@ -100,7 +102,26 @@ class _Trainee(nn.Module):
         if self.ccl is None:
             return output, None
         context, self._context = self._context, None
+        if context.dim() == 5:  # (B', C, T', h, w), T' frames per attention window
+            if output.out.dim() == 4:  # the model predicts the centre frame of each clip
+                context = context[:, :, centre_index(context.shape[2])]
+            else:
+                context = context.transpose(1, 2).flatten(0, 1)  # (B' T', C, h, w) = (B T, C, h, w)
         return output, self.ccl.embed(context, tuple(x.shape[-2:]))
+
+
+def frames_as_images(out: Tensor, aux: Tensor | None, target: Tensor) -> tuple[Tensor, Tensor | None, Tensor]:
+    """Logits and labels of clips as a batch of images, for the per-pixel losses.
+
+    Video models give (B, T, K, H, W) for targets (B, T, H, W): frames fold into the batch; predicting only
+    the centre frame, (B, K, H, W): the target's centre frame is taken. Images pass unchanged.
+    """
+    if target.dim() == 4 and out.dim() == 5:
+        aux = aux.flatten(0, 1) if aux is not None else None
+        return out.flatten(0, 1), aux, target.flatten(0, 1)
+    if target.dim() == 4 and out.dim() == 4:
+        return out, aux, target[:, centre_index(target.shape[1])]
+    return out, aux, target
 
 
 # --- setup helpers ------------------------------------------------------------------------------------
@@ -282,6 +303,7 @@ def _run(config: Config, ctx: DistContext, resume: bool | str | Path) -> TrainRe
         config.model.name,
         num_classes=meta.num_classes,
         pretrained=config.model.pretrained,
+        new_classifier=config.model.new_classifier,
         **config.model.overrides(),
     )
     train_set.transforms = train_transforms_for(config.data, meta, normalization_of(model))
@@ -443,7 +465,8 @@ def _run(config: Config, ctx: DistContext, resume: bool | str | Path) -> TrainRe
         autocast = torch.autocast(ctx.device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
         with autocast:
             output, embeddings = net(images)
-        losses = criterion(output.out, output.aux, target)
+        out, aux, target = frames_as_images(output.out, output.aux, target)
+        losses = criterion(out, aux, target)
         if ccl is not None:
             ccl_total, terms = ccl.loss_from_embeddings(embeddings, target)
             losses.update(

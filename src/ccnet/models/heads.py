@@ -116,7 +116,13 @@ class ContextHead(nn.Module):
         self.classifier = nn.Conv2d(channels, num_classes, 1)
 
     def forward(self, x: Tensor) -> Tensor:
-        y = self.conv_out(self.context(self.conv_in(x)))  # (B, C, h, w)
+        return self.classify(x, self.context(self.conv_in(x)))
+
+    def classify(self, x: Tensor, context: Tensor) -> Tensor:
+        """The layers after the context module: features x (B, C_in, h, w) and the context module's output
+        (B, C, h, w) -> logits (B, K, h, w). Separate so that video models can run the context module on
+        whole clips and the rest frame by frame."""
+        y = self.conv_out(context)  # (B, C, h, w)
         y = self.bottleneck(torch.cat([x, y], dim=1))  # (B, C_in + C, h, w) -> (B, C, h, w)
         return self.classifier(self.dropout(y))  # (B, K, h, w)
 

@@ -1,0 +1,221 @@
+"""3-D criss-cross attention over clips: time and memory per clip as the clip grows, vs a naive non-local.
+
+For clips of T frames of (C, H, W) features (default: C=512 at 45x60, a 360x480 CamVid frame at output
+stride 8), in ONE run:
+
+* ``rcca3d``   -- :class:`ccnet.RecurrentCrissCrossAttention3d`, R=2: each position attends to the
+                  T + H + W - 2 positions of its time line, row and column;
+* ``nonlocal`` -- one naive non-local block over the whole clip (embedded Gaussian, C/8 query/key, C value,
+                  gamma residual): each position attends to all T*H*W positions, a (THW)^2 attention matrix.
+
+Reported per T: forward and forward+backward time (medians of interleaved repetitions), peak memory of
+inference and of forward+backward (each in fresh subprocesses, as in ``attention.py``) and forward FLOPs.
+Writes ``benchmarks/results/video[-quick].{json,md}``.
+
+    python benchmarks/video.py            # full run (a few minutes; the non-local needs ~6 GB at T=8)
+    python benchmarks/video.py --quick    # small sizes, under a minute
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from attention import _forward, _forward_backward, _status_kb, forward_flops
+from torch import nn
+
+import ccnet
+from ccnet.engine.report import cpu_name
+
+RESULTS = Path(__file__).resolve().parent / "results"
+IMPLEMENTATIONS = ["rcca3d", "nonlocal"]
+RECURRENCE = 2
+FULL = {"channels": 512, "size": (45, 60), "frames": (1, 2, 3, 5, 8)}
+QUICK = {"channels": 64, "size": (16, 20), "frames": (1, 2, 4)}
+
+
+class NonLocalClip(nn.Module):
+    """Embedded-Gaussian non-local block over all T*H*W positions of a clip (B, C, T, H, W)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.query_conv = nn.Conv3d(channels, channels // 8, 1)
+        self.key_conv = nn.Conv3d(channels, channels // 8, 1)
+        self.value_conv = nn.Conv3d(channels, channels, 1)
+        self.gamma = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        q, k, v = self.query_conv(x).flatten(2), self.key_conv(x).flatten(2), self.value_conv(x).flatten(2)
+        attention = torch.bmm(q.transpose(1, 2), k).softmax(dim=-1)  # (B, THW, THW)
+        out = torch.bmm(v, attention.transpose(1, 2)).view_as(x)
+        return self.gamma * out + x
+
+
+def build(name: str, channels: int) -> nn.Module:
+    """``name`` with shared, seeded weights and gamma != 0."""
+    torch.manual_seed(0)
+    ours = ccnet.RecurrentCrissCrossAttention3d(channels, recurrence=RECURRENCE)
+    with torch.no_grad():
+        ours.cca.gamma.fill_(0.5)
+    if name == "rcca3d":
+        return ours
+    block = NonLocalClip(channels)
+    block.load_state_dict(ours.cca.state_dict())
+    return block
+
+
+def time_interleaved(shapes, repetitions: int) -> dict:
+    """Median seconds per (shape, implementation, mode), implementations interleaved per repetition."""
+    samples: dict = {}
+    for shape in shapes:
+        x = torch.randn(shape)
+        xg = x.clone().requires_grad_()
+        modules = {name: build(name, shape[1]) for name in IMPLEMENTATIONS}
+        for module in modules.values():  # warm-up
+            _forward(module, x)
+            _forward_backward(module, xg)
+        for _ in range(repetitions):
+            for name, module in modules.items():
+                for mode, fn, arg in (("forward", _forward, x), ("forward_backward", _forward_backward, xg)):
+                    start = time.perf_counter()
+                    fn(module, arg)
+                    samples.setdefault((shape, name, mode), []).append(time.perf_counter() - start)
+    return {key: statistics.median(values) for key, values in samples.items()}
+
+
+def memory_worker(name: str, shape: tuple[int, ...], mode: str) -> float:
+    """In a fresh process: peak RSS increase (MB) of one run over the warmed-up process."""
+    module = build(name, shape[1])
+    x = torch.randn(shape)
+    small = torch.randn(*shape[:3], *(max(1, s // 4) for s in shape[3:]))
+    _forward(module, small)
+    _forward_backward(module, small.requires_grad_())
+    Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+    baseline_kb = _status_kb("VmRSS")
+    if mode == "forward":
+        _forward(module, x)
+    else:
+        _forward_backward(module, x.requires_grad_())
+    return (_status_kb("VmHWM") - baseline_kb) / 1024
+
+
+def measure_memory(shapes, threads: int, runs: int) -> dict:
+    if not Path("/proc/self/clear_refs").exists():
+        raise SystemExit("memory measurement needs Linux /proc/self/clear_refs; run with --no-memory")
+    results = {}
+    for shape in shapes:
+        for name in IMPLEMENTATIONS:
+            for mode in ("forward", "forward_backward"):
+                command = [sys.executable, __file__, "--memory-worker", name, mode]
+                command += ["--threads", str(threads), "--shape", *map(str, shape)]
+                peaks = [
+                    float(
+                        subprocess.run(command, check=True, capture_output=True, text=True).stdout.split()[-1]
+                    )
+                    for _ in range(runs)
+                ]
+                results[(shape, name, mode)] = statistics.median(peaks)
+    return results
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes and fewer repetitions")
+    parser.add_argument(
+        "--repetitions", type=int, default=None, help="timed repetitions (default 5, quick 3)"
+    )
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--no-memory", action="store_true", help="skip the subprocess memory measurements")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--memory-worker", nargs=2, metavar=("IMPL", "MODE"), help=argparse.SUPPRESS)
+    parser.add_argument("--shape", nargs=5, type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.memory_worker:
+        print(memory_worker(args.memory_worker[0], tuple(args.shape), args.memory_worker[1]))
+        return 0
+
+    setup = QUICK if args.quick else FULL
+    shapes = [(1, setup["channels"], t, *setup["size"]) for t in setup["frames"]]
+    repetitions = args.repetitions or (3 if args.quick else 5)
+    print(f"3-D criss-cross vs clip non-local: shapes {shapes}, {repetitions} repetitions", flush=True)
+    flops = {(s, n): forward_flops(build(n, s[1]), torch.randn(s)) for s in shapes for n in IMPLEMENTATIONS}
+    times = time_interleaved(shapes, repetitions)
+    memory = {} if args.no_memory else measure_memory(shapes, args.threads, runs=1 if args.quick else 3)
+
+    rows = []
+    for shape in shapes:
+        for name in IMPLEMENTATIONS:
+            row = {
+                "shape": list(shape),
+                "frames": shape[2],
+                "impl": name,
+                "gflops": flops[(shape, name)] / 1e9,
+            }
+            row.update(
+                {f"{mode}_ms": 1e3 * times[(shape, name, mode)] for mode in ("forward", "forward_backward")}
+            )
+            if memory:
+                row["infer_memory_mb"] = memory[(shape, name, "forward")]
+                row["train_memory_mb"] = memory[(shape, name, "forward_backward")]
+            rows.append(row)
+    report = _markdown(rows, setup, args, repetitions)
+    print(report)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = "video-quick" if args.quick else "video"
+    environment = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "threads": args.threads,
+        "processor": cpu_name(),
+    }
+    payload = {"environment": environment, "repetitions": repetitions, "recurrence": RECURRENCE, "rows": rows}
+    (args.out / f"{stem}.json").write_text(json.dumps(payload, indent=2))
+    (args.out / f"{stem}.md").write_text(report)
+    print(f"wrote {args.out / stem}.json and .md")
+    return 0
+
+
+def _markdown(rows, setup, args, repetitions) -> str:
+    channels, (height, width) = setup["channels"], setup["size"]
+    lines = [
+        f"# 3-D criss-cross attention vs a clip non-local ({'quick' if args.quick else 'full'})",
+        "",
+        f"Clips of T frames of ({channels}, {height}, {width}) features, batch 1; torch {torch.__version__}, "
+        f"{args.threads} threads, {cpu_name()}. `rcca3d`: R={RECURRENCE}, T+H+W-2 positions per query; "
+        f"`nonlocal`: one block over all T*H*W positions. Medians of {repetitions} interleaved repetitions; "
+        "memory: peak RSS increase over a warmed-up process (fresh subprocess each).",
+        "",
+        "| T | impl | GFLOPs fwd | fwd ms | fwd+bwd ms | train MB | infer MB | non-local / rcca3d: time "
+        "(fwd+bwd), train memory |",
+        "|---:|---|---:|---:|---:|---:|---:|---|",
+    ]
+    by_key = {(r["frames"], r["impl"]): r for r in rows}
+    for r in rows:
+        mem = (
+            f"{r['train_memory_mb']:.0f} | {r['infer_memory_mb']:.0f}" if "train_memory_mb" in r else "- | -"
+        )
+        ratio = ""
+        if r["impl"] == "nonlocal":
+            ours = by_key[(r["frames"], "rcca3d")]
+            ratio = f"{r['forward_backward_ms'] / ours['forward_backward_ms']:.1f}x"
+            if "train_memory_mb" in r:
+                ratio += f", {r['train_memory_mb'] / max(ours['train_memory_mb'], 1e-9):.1f}x"
+        lines.append(
+            f"| {r['frames']} | {r['impl']} | {r['gflops']:.2f} | {r['forward_ms']:.1f} | "
+            f"{r['forward_backward_ms']:.1f} | {mem} | {ratio} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
