@@ -139,3 +139,14 @@ def test_convert_partial_file_without_and_with_arch(tmp_path, capsys):
     assert "missing keys: aux_head.classifier.bias" in err
     assert not (tmp_path / "no.pth").exists()
     assert _run(convert, [str(tmp_path / "absent.pth"), str(tmp_path / "no.pth")]) == 1
+
+
+def test_info_counts_video_models_on_one_clip(capsys):
+    model = create_model("ccnet3d_tiny", num_classes=4)
+    summary = info.summarize_model(model, (32, 48))
+    assert summary["input_shape"] == (1, 5, 3, 32, 48)  # one clip of clip_length frames
+    per_frame_convs = _conv_flops(model, torch.zeros(1, 5, 3, 32, 48))  # the 2-D convs on all 5 frames
+    attention = summary["flops"] - per_frame_convs  # the 3-D attention over the clip: convs + products
+    assert 0 < attention < per_frame_convs
+    assert _run(info, ["ccnet3d_tiny", "--input-size", "32", "48", "--num-classes", "4"]) == 0
+    assert "FLOPs at 1x5x3x32x48:" in capsys.readouterr().out

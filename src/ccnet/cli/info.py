@@ -16,8 +16,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def summarize_model(model: Any, input_size: tuple[int, int] | None = (512, 1024)) -> dict[str, Any]:
     """Parameter counts (total and per top-level part), backbone feature channels/strides and, when
-    ``input_size`` is given, the FLOPs of one eval-mode forward pass on a (1, 3, H, W) input (counted by
-    ``torch.utils.flop_counter``: a multiply-add is 2 FLOPs)."""
+    ``input_size`` is given, the FLOPs of one eval-mode forward pass on a (1, 3, H, W) input, or on one clip
+    (1, T, 3, H, W) of ``clip_length`` frames for video models (counted by ``torch.utils.flop_counter``: a
+    multiply-add is 2 FLOPs)."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -32,14 +33,16 @@ def summarize_model(model: Any, input_size: tuple[int, int] | None = (512, 1024)
     ]
     if input_size is not None:
         device = next(model.parameters()).device
+        clip = getattr(model, "clip_length", None)
+        shape = (1, 3, *input_size) if clip is None else (1, clip, 3, *input_size)
         was_training = model.training
         model.eval()
         try:
             with torch.no_grad(), FlopCounterMode(display=False) as counter:
-                model(torch.zeros(1, 3, *input_size, device=device))
+                model(torch.zeros(shape, device=device))
         finally:
             model.train(was_training)
-        summary["input_size"] = tuple(input_size)
+        summary["input_shape"] = shape
         summary["flops"] = counter.get_total_flops()
     return summary
 
@@ -86,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
             f"feature {feature['module']}: {feature['channels']} channels, stride {feature['stride']}"
         )
     if "flops" in summary:
-        h, w = summary["input_size"]
-        lines.append(f"FLOPs at 1x3x{h}x{w}: {summary['flops'] / 1e9:.1f} G")
+        shape = "x".join(map(str, summary["input_shape"]))
+        lines.append(f"FLOPs at {shape}: {summary['flops'] / 1e9:.1f} G")
     print("\n".join(lines))
     return 0

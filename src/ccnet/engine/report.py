@@ -113,12 +113,13 @@ def write_report(folder: str | os.PathLike, environment_info: dict[str, Any] | N
         "",
         "```bash",
         f"ccnet demo --out {shown}    # the ablation (~7-10 min on 2 idle cores; --quick: ~2 min)",
-        f"ccnet demo --video --out {shown}    # temporal context, T=1 vs T=5 (--quick: fewer runs)",
+        f"ccnet demo --video --out {shown}    # temporal context, T=1 vs T=5 (~8 min; --quick: ~3 min)",
         f"ccnet bench --out {shown}{bench_options}   # the efficiency report (~10-15 min; --quick: minutes)",
         "```",
         "",
         "The commands write into the same folder and regenerate this file from the sections present. "
-        "The seeds and settings of each section are listed in it and in `demo.json` / `bench.json`.",
+        "The seeds and settings of each section are listed in it and in `demo.json` / `video.json` / "
+        "`bench.json`.",
         "",
     ]
     found = False
