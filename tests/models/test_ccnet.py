@@ -11,6 +11,7 @@ from torch import nn
 
 from ccnet.models import CCNet, NonLocal2d, SegmentationOutput, create_model, list_models
 from ccnet.ops import RecurrentCrissCrossAttention
+from tests.models.helpers import randomise
 
 REQUIRED = [
     "ccnet_r50_d8",
@@ -20,21 +21,6 @@ REQUIRED = [
     "fcn_r50_d8",
     "nonlocal_r50_d8",
 ]
-
-
-def _randomise(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Non-trivial BN statistics and a non-zero attention gamma (fresh models are too close to trivial)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.weight.copy_(0.5 + 0.5 * torch.rand(m.num_features, generator=g))
-                m.bias.copy_(0.1 * torch.randn(m.num_features, generator=g))
-                m.running_var.copy_(0.5 + torch.rand(m.num_features, generator=g))
-        for name, p in model.named_parameters():
-            if name.endswith("gamma"):
-                p.fill_(0.8)
-    return model
 
 
 def test_registry_names_and_unknown_name():
@@ -95,7 +81,7 @@ def test_context_modules():
 
 def test_recurrence_zero_is_the_fcn_twin():
     x = torch.randn(1, 3, 64, 64)
-    ccnet = _randomise(create_model("ccnet_r50_d8", num_classes=3, recurrence=0)).eval()
+    ccnet = randomise(create_model("ccnet_r50_d8", num_classes=3, recurrence=0)).eval()
     fcn = create_model("fcn_r50_d8", num_classes=3).eval()
     fcn.load_state_dict({k: v for k, v in ccnet.state_dict().items() if not k.startswith("head.context.")})
     with torch.no_grad():
@@ -118,7 +104,7 @@ def test_activation_override():
 
 def test_align_corners_of_final_upsampling():
     x = torch.randn(1, 3, 45, 61)
-    model = _randomise(create_model("ccnet_r50_d8", num_classes=3, align_corners=True)).eval()
+    model = randomise(create_model("ccnet_r50_d8", num_classes=3, align_corners=True)).eval()
     assert isinstance(model, CCNet)
     with torch.no_grad():
         low = model.decode(x).out

@@ -23,30 +23,15 @@ from ccnet.models import (
     save_weights,
 )
 from ccnet.ops import RecurrentCrissCrossAttention3d
+from tests.models.helpers import randomise
 
 ZOO_NAME = "mmseg:ccnet_r50-d8_769x769_80k_cityscapes"
 CONTEXT_CONVS = [f"head.context.cca.{c}_conv.weight" for c in ("query", "key", "value")]
 
 
-def _randomise(model: nn.Module, seed: int = 0, gamma: float = 0.7) -> nn.Module:
-    """Non-trivial BN statistics and a non-zero attention gamma (0 at init: the attention is a no-op)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.weight.copy_(0.5 + 0.5 * torch.rand(m.num_features, generator=g))
-                m.bias.copy_(0.1 * torch.randn(m.num_features, generator=g))
-                m.running_mean.copy_(0.1 * torch.randn(m.num_features, generator=g))
-                m.running_var.copy_(0.5 + torch.rand(m.num_features, generator=g))
-        for name, p in model.named_parameters():
-            if name.endswith("gamma"):
-                p.fill_(gamma)
-    return model
-
-
 def _pair(name: str = "tiny", num_classes: int = 3, **overrides) -> tuple[nn.Module, CCNetVideo]:
     """A randomised 2-D model (eval) and its video twin (eval) loaded with the same weights."""
-    image_model = _randomise(create_model(f"ccnet_{name}", num_classes=num_classes)).eval()
+    image_model = randomise(create_model(f"ccnet_{name}", num_classes=num_classes)).eval()
     video_model = create_model(f"ccnet3d_{name}", num_classes=num_classes, **overrides).eval()
     video_model.load_state_dict(inflate_2d_state_dict(image_model.state_dict(), video_model))
     return image_model, video_model
@@ -116,7 +101,7 @@ def test_output_shapes(clip_length, frames, shape):
 
 
 def test_decode_gives_feature_resolution_and_the_context_sees_clips():
-    model = _randomise(create_model("ccnet3d_tiny", num_classes=4, clip_length=3)).eval()
+    model = randomise(create_model("ccnet3d_tiny", num_classes=4, clip_length=3)).eval()
     seen = []
     model.head.context.register_forward_hook(lambda module, inputs, output: seen.append((inputs[0], output)))
     x = _clip(2, 6, 3, 32, 28)
@@ -175,7 +160,7 @@ def test_long_clips_are_independent_windows():
 )
 def test_temporal_reach(clip_length, gamma, reaches):
     """Frame 2's logits depend on the other frames only through the attention of a window spanning them."""
-    model = _randomise(create_model("ccnet3d_tiny", num_classes=3, clip_length=clip_length), gamma=gamma)
+    model = randomise(create_model("ccnet3d_tiny", num_classes=3, clip_length=clip_length), gamma=gamma)
     x = _clip(1, 5, 3, 20, 20).requires_grad_()
     model.eval()(x).out[:, 2].sum().backward()
     others = x.grad[:, [0, 1, 3, 4]].abs()
@@ -185,7 +170,7 @@ def test_temporal_reach(clip_length, gamma, reaches):
 
 @pytest.mark.parametrize("clip_length", [5, 4])
 def test_centre_mode_is_the_centre_frame_of_all_mode(clip_length):
-    model = _randomise(create_model("ccnet3d_tiny", num_classes=3, clip_length=clip_length, dropout=0.0))
+    model = randomise(create_model("ccnet3d_tiny", num_classes=3, clip_length=clip_length, dropout=0.0))
     x = _clip(2, clip_length, 3, 25, 23)
     c = centre_index(clip_length)
     # train mode (aux logits) with frozen BN statistics: deterministic and batch-independent
@@ -278,7 +263,7 @@ def test_pretrained_from_a_2d_zoo_entry(tmp_path, monkeypatch, mmseg_r50_checkpo
 
 @pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
 def test_pretrained_from_files(tmp_path, suffix):
-    image_model = _randomise(create_model("ccnet_tiny", num_classes=4)).eval()
+    image_model = randomise(create_model("ccnet_tiny", num_classes=4)).eval()
     path_2d = save_weights(tmp_path / f"image{suffix}", image_model.state_dict(), {"arch": "ccnet_tiny"})
     video_model = create_model("ccnet3d_tiny", pretrained=path_2d, clip_length=1).eval()
     assert video_model.num_classes == 4

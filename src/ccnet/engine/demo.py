@@ -101,15 +101,11 @@ class DemoSettings:
 
 
 # --- one training run (in a worker process) -------------------------------------------------------------
-def _overrides(variant: Variant, seed: int, settings: DemoSettings, work_dir: Path) -> list[str]:
-    recurrence = "null" if variant.recurrence is None else str(variant.recurrence)
+def run_overrides(seed: int, work_dir: Path) -> list[str]:
+    """Config overrides every demo run shares: the seed, a CPU process with one thread and no data workers,
+    no intermediate validation or checkpoints, no progress bar, files under ``work_dir``."""
     return [
-        f"name=demo-{variant.key}-seed{seed}",
-        f"model.name={variant.model}",
-        f"model.recurrence={recurrence}",
         f"train.seed={seed}",
-        f"train.max_iters={settings.max_iters}",
-        f"train.batch_size={settings.batch_size}",
         "train.val_interval=0",
         "train.checkpoint_interval=0",
         "train.keep_last=1",
@@ -118,11 +114,23 @@ def _overrides(variant: Variant, seed: int, settings: DemoSettings, work_dir: Pa
         "train.device=cpu",
         f"train.work_dir={work_dir}",
         "data.num_workers=0",
+    ]
+
+
+def _overrides(variant: Variant, seed: int, settings: DemoSettings, work_dir: Path) -> list[str]:
+    recurrence = "null" if variant.recurrence is None else str(variant.recurrence)
+    return [
+        f"name=demo-{variant.key}-seed{seed}",
+        f"model.name={variant.model}",
+        f"model.recurrence={recurrence}",
+        f"train.max_iters={settings.max_iters}",
+        f"train.batch_size={settings.batch_size}",
         f"data.options.length={settings.train_length}",
         f"data.options.image_size={settings.image_size}",
         f"data.options.marker_placement={settings.marker_placement}",
         f"data.val_options.length={settings.val_length}",
         f"loss.ccl.enabled={'true' if variant.ccl else 'false'}",
+        *run_overrides(seed, work_dir),
     ]
 
 

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from ccnet.engine.demo import _colourise, _mark, _panel, compare, run_tasks
+from ccnet.engine.demo import _colourise, _mark, _panel, compare, run_overrides, run_tasks
 
 __all__ = [
     "VideoDemoSettings",
@@ -70,26 +70,12 @@ def _key(window: int, recurrence: int) -> str:
     return f"t{window}_r{recurrence}"
 
 
-def _common(seed: int, work_dir: Path) -> list[str]:
-    return [
-        f"train.seed={seed}",
-        "train.val_interval=0",
-        "train.checkpoint_interval=0",
-        "train.keep_last=1",
-        "train.progress=false",
-        "train.num_threads=1",
-        "train.device=cpu",
-        f"train.work_dir={work_dir}",
-        "data.num_workers=0",
-    ]
-
-
 def _pretrain_overrides(seed: int, settings: VideoDemoSettings, work_dir: Path) -> list[str]:
     return [
         f"name=video-demo-2d-seed{seed}",
         f"train.max_iters={settings.pretrain_iters}",
         f"data.options.image_size={settings.image_size}",
-        *_common(seed, work_dir),
+        *run_overrides(seed, work_dir),
     ]
 
 
@@ -106,7 +92,7 @@ def _overrides(task: dict[str, Any], settings: VideoDemoSettings) -> list[str]:
         f"data.options.image_size={settings.image_size}",
         f"data.options.clip_length={settings.frames}",
         f"data.val_options.length={settings.val_length}",
-        *_common(seed, Path(task["work_dir"])),
+        *run_overrides(seed, Path(task["work_dir"])),
     ]
 
 

@@ -31,7 +31,7 @@ from ccnet.data.video import centre_index
 from ccnet.models.ccnet import CCNet, SegmentationOutput, ccnet_r50_d8, ccnet_r101_d8
 from ccnet.models.registry import register_model
 from ccnet.models.tiny import ccnet_tiny
-from ccnet.models.zoo import IMAGENET_RGB, Preprocess, WeightsEntry
+from ccnet.models.zoo import IMAGENET_RGB, Preprocess
 from ccnet.ops import RecurrentCrissCrossAttention, RecurrentCrissCrossAttention3d
 
 __all__ = ["FRAMES", "TWINS_2D", "CCNetVideo", "centre_index", "inflate_2d_state_dict"]
@@ -50,7 +50,7 @@ def _shape(x: Tensor) -> tuple[int, ...]:
     return tuple(x.shape)
 
 
-class CCNetVideo(nn.Module):
+class CCNetVideo(CCNet):
     """Video segmentation network: per-frame backbone -> decode head with a 3-D context module over the clip
     (+ per-frame auxiliary head while training).
 
@@ -66,8 +66,7 @@ class CCNetVideo(nn.Module):
         align_corners: of the final bilinear upsampling.
         preprocess: the input normalisation the weights expect.
 
-    Attributes set by ``create_model``: ``arch`` (registered name) and ``pretrained_cfg`` (the zoo entry of
-    the loaded weights, possibly one of the 2-D twin, or None).
+    Attributes as :class:`~ccnet.models.CCNet`'s; ``pretrained_cfg`` may be the zoo entry of the 2-D twin.
     """
 
     def __init__(
@@ -81,24 +80,12 @@ class CCNetVideo(nn.Module):
         align_corners: bool = False,
         preprocess: Preprocess = IMAGENET_RGB,
     ) -> None:
-        super().__init__()
         if clip_length < 1:
             raise ValueError(f"CCNetVideo: clip_length must be >= 1, got {clip_length}")
         _check_frames(frames)
-        self.backbone = backbone
-        self.head = head
-        self.aux_head = aux_head
+        super().__init__(backbone, head, aux_head, align_corners=align_corners, preprocess=preprocess)
         self.clip_length = clip_length
         self.frames = frames
-        self.align_corners = align_corners
-        self.preprocess = preprocess
-        self.num_classes: int = head.classifier.out_channels
-        self.arch: str | None = None
-        self.pretrained_cfg: WeightsEntry | None = None
-
-    @property
-    def output_stride(self) -> int:
-        return int(self.backbone.feature_info.reduction()[-1])
 
     def extra_repr(self) -> str:
         return f"clip_length={self.clip_length}, frames={self.frames!r}"
