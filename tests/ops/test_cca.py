@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import ccnet
+from ccnet.ops import _criss_cross
 from ccnet.ops._criss_cross import cca_block, criss_cross
 from tests.oracles import criss_cross_mask, dense_cca_block, dense_criss_cross
 
@@ -331,3 +332,117 @@ def test_fresh_module_is_identity_and_state_dict_names():
         "cca.gamma",
     }
     assert rcca.cca.query_conv.weight.shape == (2, 16, 1, 1) and rcca.cca.gamma.shape == ()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# per-device choice of the 1x1 projection kernel (oneDNN's convolution on CPU float32, F.conv2d elsewhere)
+
+
+def test_onednn_selection_per_device_and_dtype():
+    cpu32 = torch.empty(1, 2, 3, 1)
+    expected = torch.backends.mkldnn.is_available()
+    assert _criss_cross.use_onednn(cpu32) is expected
+    assert not _criss_cross.use_onednn(cpu32.double())  # oneDNN has no float64 kernels
+    assert not _criss_cross.use_onednn(cpu32.bfloat16())
+    assert not _criss_cross.use_onednn(torch.empty(1, 2, 3, 1, device="meta"))  # stands in for CUDA
+
+
+@pytest.fixture(params=["onednn", "conv2d"])
+def projection_kernel(request, monkeypatch):
+    """Forces one projection kernel and records that it was the one called."""
+    calls = []
+    if request.param == "onednn" and not torch.backends.mkldnn.is_available():
+        pytest.skip("this torch build has no oneDNN")
+    real = torch.mkldnn_convolution
+
+    def spy(*args):
+        calls.append(args[0].dtype)
+        return real(*args)
+
+    monkeypatch.setattr(torch, "mkldnn_convolution", spy)
+    monkeypatch.setattr(_criss_cross, "use_onednn", lambda t, on=request.param == "onednn": on)
+    return request.param, calls
+
+
+@pytest.mark.parametrize(
+    ("cls", "grid"),
+    [
+        (ccnet.CrissCrossAttention, (1, 1)),
+        (ccnet.CrissCrossAttention, (1, 7)),
+        (ccnet.CrissCrossAttention, (6, 1)),
+        (ccnet.CrissCrossAttention, (5, 8)),
+        (ccnet.CrissCrossAttention3d, (1, 4, 5)),
+        (ccnet.CrissCrossAttention3d, (3, 4, 2)),
+    ],
+    ids=str,
+)
+@pytest.mark.parametrize("chunk_elements", [1, 1 << 21])
+def test_projection_kernels_match_oracle_float32(cls, grid, chunk_elements, projection_kernel, monkeypatch):
+    """Both kernels of the fast path, forced on CPU, against the float64 oracle: forward and gradients."""
+    kernel, calls = projection_kernel
+    monkeypatch.setattr("ccnet.ops._criss_cross.SMALL_PROBLEM_ELEMENTS", 0)
+    monkeypatch.setattr("ccnet.ops._criss_cross.CHUNK_ELEMENTS", chunk_elements)
+    module = _module(cls)
+    x64 = torch.randn(2, 16, *grid, dtype=torch.float64)
+    module32 = _module(cls).float()
+    x = x64.float().requires_grad_()
+    y = module32(x)
+    assert y.dtype == torch.float32
+    assert calls if kernel == "onednn" else not calls
+    x_ref = x64.clone().requires_grad_()
+    expected = dense_cca_block(x_ref, module)
+    torch.testing.assert_close(y.double(), expected, rtol=1e-5, atol=1e-5)
+    upstream = torch.randn_like(expected)
+    grads = torch.autograd.grad(y, [x, *module32.parameters()], upstream.float())
+    expected_grads = torch.autograd.grad(expected, [x_ref, *module.parameters()], upstream)
+    names = ["x"] + [n for n, _ in module.named_parameters()]
+    for name, got, want in zip(names, grads, expected_grads):
+        torch.testing.assert_close(got.double(), want, rtol=2e-4, atol=2e-4, msg=f"grad {name}")
+
+
+def test_projection_kernels_agree_in_float32(projection_kernel, monkeypatch):
+    """The forced kernel against F.conv2d on a larger float32 problem (no oracle needed: same maths)."""
+    monkeypatch.setattr("ccnet.ops._criss_cross.SMALL_PROBLEM_ELEMENTS", 0)
+    torch.manual_seed(10)
+    rcca = ccnet.RecurrentCrissCrossAttention(64)
+    with torch.no_grad():
+        rcca.cca.gamma.fill_(0.7)
+    x = torch.randn(2, 64, 13, 11, requires_grad=True)
+    y = rcca(x)
+    (grad,) = torch.autograd.grad(y.square().sum(), x)
+    with monkeypatch.context() as patch:
+        patch.setattr(_criss_cross, "use_onednn", lambda t: False)
+        y_ref = rcca(x)
+        (grad_ref,) = torch.autograd.grad(y_ref.square().sum(), x)
+    torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(grad, grad_ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [(2, 3, 4, 5), (1, 1, 4, 5), (2, 3, 1, 1), (1, 3, 1, 6), (2, 3, 2, 4, 5), (2, 1, 1, 1, 1), (2, 3, 7)],
+)
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "strided"])
+def test_pixel_major_is_a_contiguous_channels_last_view(shape, layout):
+    t = torch.randn(shape)
+    if layout == "channels_last" and t.dim() in (4, 5):
+        t = t.contiguous(memory_format=torch.channels_last if t.dim() == 4 else torch.channels_last_3d)
+    elif layout == "strided":
+        t = torch.randn(*shape[:-1], 2 * shape[-1])[..., ::2]
+    out = _criss_cross._pixel_major(t)
+    assert out.is_contiguous()
+    assert torch.equal(out, t.movedim(1, -1))
+
+
+@pytest.mark.parametrize("contiguous", [True, False])
+def test_pointwise_with_strided_weight_and_bias(contiguous, projection_kernel):
+    """Module parameters may be strided views; both kernels must read them as such."""
+    torch.manual_seed(11)
+    x = torch.randn(2, 5, 7, 6)
+    weight = torch.randn(6, 4).t()
+    bias = torch.randn(8)[::2]
+    if contiguous:
+        weight, bias = weight.contiguous(), bias.contiguous()
+    expected = x @ weight.t() + bias
+    torch.testing.assert_close(_criss_cross._pointwise(x, weight, bias), expected)
+    torch.testing.assert_close(_criss_cross._pointwise(x, weight, None), x @ weight.t())
