@@ -23,15 +23,12 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
+from _measure import forward, forward_flops, memory_in_subprocesses, peak_increase_mb, time_interleaved
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 import ccnet
 from ccnet.engine.report import cpu_name
@@ -146,88 +143,11 @@ def build(name: str, channels: int) -> nn.Module:
 # measurements
 
 
-def _forward(module, x):
-    with torch.no_grad():
-        return module(x)
-
-
-def _forward_backward(module, x):
-    x.grad = None
-    for p in module.parameters():
-        p.grad = None
-    module(x).sum().backward()
-
-
-def forward_flops(module, x) -> int:
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        module(x)
-    return counter.get_total_flops()
-
-
-def time_interleaved(cases, repetitions: int) -> dict:
-    """Median seconds per (case, implementation, mode); implementations interleaved within a repetition."""
-    samples: dict = {}
-    for shape in cases:
-        x = torch.randn(shape)
-        modules = {name: build(name, shape[1]) for name in IMPLEMENTATIONS}
-        xg = x.clone().requires_grad_()
-        for module in modules.values():  # warm-up
-            _forward(module, x)
-            _forward_backward(module, xg)
-        for _ in range(repetitions):
-            for name, module in modules.items():
-                for mode, fn, arg in (("forward", _forward, x), ("forward_backward", _forward_backward, xg)):
-                    start = time.perf_counter()
-                    fn(module, arg)
-                    samples.setdefault((shape, name, mode), []).append(time.perf_counter() - start)
-    return {key: statistics.median(values) for key, values in samples.items()}
-
-
-def _status_kb(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"/proc/self/status has no {field} line")
-
-
 def memory_worker(name: str, shape: tuple[int, ...], mode: str) -> float:
-    """Runs in a fresh process: peak RSS increase (MB) of one run over the warmed-up process.
-
-    The process builds the module, allocates the input and warms up at a small size (loading kernels and
-    libraries); then its peak-RSS mark is reset (Linux /proc/self/clear_refs) and the increase of the peak
-    over the resident size at that moment is what the run costs.
-    """
+    """Runs in a fresh process: peak RSS increase (MB) of one run (see ``_measure.peak_increase_mb``)."""
     torch.manual_seed(0)
-    module = build(name, shape[1])
-    x = torch.randn(shape)
     small = torch.randn(*shape[:2], *(max(1, s // 4) for s in shape[2:]))
-    _forward(module, small)
-    _forward_backward(module, small.requires_grad_())
-    Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
-    baseline_kb = _status_kb("VmRSS")
-    if mode == "forward":
-        _forward(module, x)
-    else:
-        _forward_backward(module, x.requires_grad_())
-    return (_status_kb("VmHWM") - baseline_kb) / 1024
-
-
-def measure_memory(cases, threads: int, runs: int) -> dict:
-    """Peak RSS increase (MB) per (case, implementation, mode): median of fresh subprocesses."""
-    if not Path("/proc/self/clear_refs").exists():
-        raise SystemExit("memory measurement needs Linux /proc/self/clear_refs; run with --no-memory")
-    results = {}
-    for shape in cases:
-        for name in IMPLEMENTATIONS:
-            for mode in ("forward", "forward_backward"):
-                command = [sys.executable, __file__, "--memory-worker", name, mode]
-                command += ["--threads", str(threads), "--shape", *map(str, shape)]
-                peaks = []
-                for _ in range(runs):
-                    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-                    peaks.append(float(output.split()[-1]))
-                results[(shape, name, mode)] = statistics.median(peaks)
-    return results
+    return peak_increase_mb(build(name, shape[1]), torch.randn(shape), small, mode)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -237,10 +157,8 @@ def measure_memory(cases, threads: int, runs: int) -> dict:
 def check_equal_outputs(shape) -> dict[str, float]:
     """Max |output - ccnet output| of the criss-cross baselines: they must compute the same function."""
     x = torch.randn(shape)
-    ours = _forward(build("ccnet", shape[1]), x)
-    return {
-        name: (_forward(build(name, shape[1]), x) - ours).abs().max().item() for name in ("einsum", "bmm")
-    }
+    ours = forward(build("ccnet", shape[1]), x)
+    return {name: (forward(build(name, shape[1]), x) - ours).abs().max().item() for name in ("einsum", "bmm")}
 
 
 def main(argv=None) -> int:
@@ -273,12 +191,14 @@ def main(argv=None) -> int:
     print("max |baseline - ccnet| output difference:", {k: f"{v:.2e}" for k, v in differences.items()})
     flops = {(s, n): forward_flops(build(n, s[1]), torch.randn(s)) for s in cases for n in IMPLEMENTATIONS}
     print("timing ...", flush=True)
-    times = time_interleaved(cases, repetitions)
+    times = time_interleaved(cases, build, IMPLEMENTATIONS, repetitions)
     memory = {}
     if not args.no_memory:
         print("memory (one subprocess per measurement) ...", flush=True)
         # The allocator's fragmentation varies from process to process: the full run reports a median.
-        memory = measure_memory(cases, args.threads, runs=1 if args.quick else 3)
+        memory = memory_in_subprocesses(
+            __file__, cases, IMPLEMENTATIONS, args.threads, 1 if args.quick else 3
+        )
 
     rows = []
     for shape in cases:

@@ -21,14 +21,11 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
-from attention import _forward, _forward_backward, _status_kb, forward_flops
+from _measure import forward_flops, memory_in_subprocesses, peak_increase_mb, time_interleaved
 from torch import nn
 
 import ccnet
@@ -71,58 +68,10 @@ def build(name: str, channels: int) -> nn.Module:
     return block
 
 
-def time_interleaved(shapes, repetitions: int) -> dict:
-    """Median seconds per (shape, implementation, mode), implementations interleaved per repetition."""
-    samples: dict = {}
-    for shape in shapes:
-        x = torch.randn(shape)
-        xg = x.clone().requires_grad_()
-        modules = {name: build(name, shape[1]) for name in IMPLEMENTATIONS}
-        for module in modules.values():  # warm-up
-            _forward(module, x)
-            _forward_backward(module, xg)
-        for _ in range(repetitions):
-            for name, module in modules.items():
-                for mode, fn, arg in (("forward", _forward, x), ("forward_backward", _forward_backward, xg)):
-                    start = time.perf_counter()
-                    fn(module, arg)
-                    samples.setdefault((shape, name, mode), []).append(time.perf_counter() - start)
-    return {key: statistics.median(values) for key, values in samples.items()}
-
-
 def memory_worker(name: str, shape: tuple[int, ...], mode: str) -> float:
     """In a fresh process: peak RSS increase (MB) of one run over the warmed-up process."""
-    module = build(name, shape[1])
-    x = torch.randn(shape)
     small = torch.randn(*shape[:3], *(max(1, s // 4) for s in shape[3:]))
-    _forward(module, small)
-    _forward_backward(module, small.requires_grad_())
-    Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
-    baseline_kb = _status_kb("VmRSS")
-    if mode == "forward":
-        _forward(module, x)
-    else:
-        _forward_backward(module, x.requires_grad_())
-    return (_status_kb("VmHWM") - baseline_kb) / 1024
-
-
-def measure_memory(shapes, threads: int, runs: int) -> dict:
-    if not Path("/proc/self/clear_refs").exists():
-        raise SystemExit("memory measurement needs Linux /proc/self/clear_refs; run with --no-memory")
-    results = {}
-    for shape in shapes:
-        for name in IMPLEMENTATIONS:
-            for mode in ("forward", "forward_backward"):
-                command = [sys.executable, __file__, "--memory-worker", name, mode]
-                command += ["--threads", str(threads), "--shape", *map(str, shape)]
-                peaks = [
-                    float(
-                        subprocess.run(command, check=True, capture_output=True, text=True).stdout.split()[-1]
-                    )
-                    for _ in range(runs)
-                ]
-                results[(shape, name, mode)] = statistics.median(peaks)
-    return results
+    return peak_increase_mb(build(name, shape[1]), torch.randn(shape), small, mode)
 
 
 def main(argv=None) -> int:
@@ -149,8 +98,13 @@ def main(argv=None) -> int:
     repetitions = args.repetitions or (3 if args.quick else 5)
     print(f"3-D criss-cross vs clip non-local: shapes {shapes}, {repetitions} repetitions", flush=True)
     flops = {(s, n): forward_flops(build(n, s[1]), torch.randn(s)) for s in shapes for n in IMPLEMENTATIONS}
-    times = time_interleaved(shapes, repetitions)
-    memory = {} if args.no_memory else measure_memory(shapes, args.threads, runs=1 if args.quick else 3)
+    times = time_interleaved(shapes, build, IMPLEMENTATIONS, repetitions)
+    runs = 1 if args.quick else 3
+    memory = (
+        {}
+        if args.no_memory
+        else memory_in_subprocesses(__file__, shapes, IMPLEMENTATIONS, args.threads, runs)
+    )
 
     rows = []
     for shape in shapes:

@@ -446,3 +446,17 @@ def test_pointwise_with_strided_weight_and_bias(contiguous, projection_kernel):
     expected = x @ weight.t() + bias
     torch.testing.assert_close(_criss_cross._pointwise(x, weight, bias), expected)
     torch.testing.assert_close(_criss_cross._pointwise(x, weight, None), x @ weight.t())
+
+
+def test_flop_count_includes_the_projections_of_the_cpu_path():
+    """torch's FLOP counter must see the oneDNN 1x1 projections (ccnet info / bench / benchmarks use it)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    C, reduced, H, W, R = 64, 8, 40, 40, 2
+    module = ccnet.RecurrentCrissCrossAttention(C, recurrence=R)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        module(torch.randn(1, C, H, W))
+    N = H * W
+    projections = R * 2 * N * C * (2 * reduced + C)  # by hand: 1x1 convs C -> C'/C'/C on every pixel
+    attention = R * 2 * N * (H + W) * (reduced + C)  # energies (C') and aggregation (C) over row + column
+    assert counter.get_total_flops() == pytest.approx(projections + attention, rel=0.02)

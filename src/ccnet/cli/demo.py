@@ -1,9 +1,9 @@
 """``ccnet demo``: the recurrence ablation on the built-in context task (CPU), with pictures and a report.
 
 Trains the tiny network with no context module, a non-local block, RCCA R=1, RCCA R=2 and RCCA R=2 + the
-category consistent loss (same data, seeds and budget), prints mIoU mean +- std per variant and whether the
-paper's ordering holds, and writes ``demo.json``, ``demo.md``, ``predictions.png``, ``attention.png`` and
-``report.md`` into ``--out``.
+category consistent loss (paper weights and 1/100 of them; same data, seeds and budget), prints mIoU
+mean +- std per variant and whether the paper's ordering holds, and writes ``demo.json``, ``demo.md``,
+``predictions.png``, ``attention.png`` and ``report.md`` into ``--out``.
 
 ``--video``: the temporal-context comparison instead: a 2-D run per seed, then the tiny 3-D CCNet from its
 weights with attention windows of 1 and 5 frames (and R=2 / R=3) on the built-in video task

@@ -1,9 +1,9 @@
 """The recurrence ablation on the built-in context task, with pictures (``ccnet demo``).
 
-Five variants differ ONLY in the context module of the tiny network (same backbone and head, same data,
-same seeds, same budget): no context (the FCN twin), one non-local block, RCCA R=1, RCCA R=2 and RCCA R=2
-+ the category consistent loss. Each (variant, seed) is one :func:`ccnet.engine.train.train` run in its own
-process with one thread (two processes in parallel by default).
+Six variants differ ONLY in the context module or the loss of the tiny network (same backbone and head, same
+data, same seeds, same budget): no context (the FCN twin), one non-local block, RCCA R=1, RCCA R=2, and RCCA
+R=2 + the category consistent loss at the paper's weights and at 1/100 of them. Each (variant, seed) is one
+:func:`ccnet.engine.train.train` run in its own process with one thread (two in parallel by default).
 
 Why the ordering is structural (see :mod:`ccnet.data.synthetic`): every object's class is the colour of one
 marker elsewhere in the image, and the tiny backbone's receptive field (15 px) does not reach it. Without a
@@ -54,19 +54,22 @@ PAPER_ABLATION = {  # Cityscapes val mIoU of the paper's ablation (R-101), for t
     "rcca_r1": 78.0,
     "rcca_r2": 79.8,
     "rcca_r2_ccl": 80.5,
+    "rcca_r2_ccl_low": 80.5,
 }
 DISTANCE_BINS = ((0, 8), (8, 16), (16, 24), (24, 64))  # axis distance bins (px), [low, high)
 
 
 @dataclass(frozen=True)
 class Variant:
-    """One arm of the ablation: a tiny model name, its recurrence and whether the CCL is on."""
+    """One arm of the ablation: a tiny model name, its recurrence, whether the CCL is on and the weight of
+    its variance and distance terms (None: the paper's 1)."""
 
     key: str
     label: str
     model: str
     recurrence: int | None = None
     ccl: bool = False
+    ccl_weight: float | None = None
 
 
 VARIANTS: tuple[Variant, ...] = (
@@ -74,7 +77,8 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("nonlocal", "non-local block", "nonlocal_tiny"),
     Variant("rcca_r1", "RCCA R=1", "ccnet_tiny", 1),
     Variant("rcca_r2", "RCCA R=2", "ccnet_tiny", 2),
-    Variant("rcca_r2_ccl", "RCCA R=2 + CCL", "ccnet_tiny", 2, ccl=True),
+    Variant("rcca_r2_ccl", "RCCA R=2 + CCL (paper weights)", "ccnet_tiny", 2, ccl=True),
+    Variant("rcca_r2_ccl_low", "RCCA R=2 + CCL (a=b=0.01)", "ccnet_tiny", 2, ccl=True, ccl_weight=0.01),
 )
 
 
@@ -131,7 +135,11 @@ def _overrides(variant: Variant, seed: int, settings: DemoSettings, work_dir: Pa
         f"data.val_options.length={settings.val_length}",
         f"loss.ccl.enabled={'true' if variant.ccl else 'false'}",
         *run_overrides(seed, work_dir),
-    ]
+    ] + (
+        []
+        if variant.ccl_weight is None
+        else [f"loss.ccl.{term}={variant.ccl_weight}" for term in ("alpha", "beta")]
+    )
 
 
 def _val_set(settings: DemoSettings, placement: str | None = None) -> Any:
@@ -318,7 +326,8 @@ def ordering_checks(summary: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     claims = [
         ("none", "rcca_r1", "no context < RCCA R=1"),
         ("rcca_r1", "rcca_r2", "RCCA R=1 < RCCA R=2"),
-        ("rcca_r2", "rcca_r2_ccl", "category consistent loss improves RCCA R=2"),
+        ("rcca_r2", "rcca_r2_ccl", "category consistent loss improves RCCA R=2 (paper weights)"),
+        ("rcca_r2", "rcca_r2_ccl_low", "category consistent loss improves RCCA R=2 (a=b=0.01)"),
         ("nonlocal", "rcca_r2", "non-local block <= RCCA R=2"),
     ]
     checks = []
@@ -727,15 +736,24 @@ def _findings(summary: dict[str, dict[str, Any]]) -> list[str]:
             f"and {r1['off_axis_object_accuracy']:.0%} on the off-axis set: the one-hop reach, the "
             "structural reason why R=1 < R=2."
         )
-    ccl = summary.get("rcca_r2_ccl")
+    ccl, low = summary.get("rcca_r2_ccl"), summary.get("rcca_r2_ccl_low")
     if ccl and none and ccl["miou_mean"] < none["miou_mean"] + 0.05:
         lines.append(
             "With the category consistent loss at the paper's weights (alpha = beta = 1, gamma = 0.001, on a "
-            "16-d projection of the RCCA output) the network never learned to use the marker within this "
-            "budget: it stays at the no-context level on every seed, so the paper's +0.7 (Cityscapes) is "
-            "not reproduced here. A likely reason (not verified): the variance term pulls all objects of a "
-            "class to one embedding before any feature carries the marker's colour, which no feature can "
-            "satisfy, and its weight dominates the cross-entropy early in training."
+            "16-d projection of the RCCA output) the network never learns to use the marker: it stays at the "
+            "no-context level on every seed (also after 3000 iterations). Not a defect (the terms agree with "
+            "a brute-force per-image loop to 1e-6), but two properties of the loss here: it depends only on "
+            "how each image's pixels group into classes, not on which class (relabelling gives identical "
+            "terms), and every image holds one object class, so it carries nothing about the marker rule; "
+            "and in the iterations where the model without it learns the rule (250-500), its gradients are "
+            "~130x the cross-entropy's on the attention's gamma and ~12x on the head's input conv, so the "
+            "cross-entropy signal is drowned (measured, seed 0)."
+        )
+    if low and ccl:
+        lines.append(
+            f"Scaled down to alpha = beta = 0.01 it no longer blocks learning ({low['miou_mean']:.3f} mIoU) "
+            "and is neutral, as expected on a task with one object class per image; the paper's +0.7 "
+            "(Cityscapes) would need images where several classes have to be told apart by context."
         )
     return [item for line in lines for item in (line, "")]
 

@@ -30,6 +30,7 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.utils import flop_counter
 
 from ccnet.ops._lines import (
     add_bmm,
@@ -135,6 +136,18 @@ def use_onednn(t: Tensor) -> bool:
     and other devices have their own convolution libraries, so everything else keeps ``F.conv2d``.
     """
     return t.device.type == "cpu" and t.dtype == torch.float32 and torch.backends.mkldnn.is_available()
+
+
+def _mkldnn_convolution_flops(
+    x_shape, w_shape, bias, padding, stride, dilation, groups, *, out_shape, **kwargs
+):
+    return flop_counter.conv_flop_count(x_shape, w_shape, out_shape)
+
+
+# torch's FLOP counter knows F.conv2d but not the oneDNN op it dispatches to, so without this the projections
+# of the CPU path would count as 0 FLOPs (``ccnet info``, ``ccnet bench``, the benchmarks).
+if torch.ops.aten.mkldnn_convolution not in flop_counter.flop_registry:
+    flop_counter.register_flop_formula(torch.ops.aten.mkldnn_convolution)(_mkldnn_convolution_flops)
 
 
 def _pointwise(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
