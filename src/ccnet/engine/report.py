@@ -112,7 +112,7 @@ def write_report(folder: str | os.PathLike, environment_info: dict[str, Any] | N
         "## Rerun",
         "",
         "```bash",
-        f"ccnet demo --out {shown}    # the ablation (~7-10 min on 2 idle cores; --quick: ~2 min)",
+        f"ccnet demo --out {shown}    # the ablation (~6 min on 2 idle cores; --quick: ~2 min)",
         f"ccnet demo --video --out {shown}    # temporal context, T=1 vs T=5 (~8 min; --quick: ~3 min)",
         f"ccnet bench --out {shown}{bench_options}   # the efficiency report (~10-15 min; --quick: minutes)",
         "```",
