@@ -91,16 +91,20 @@ def _module(cls, channels=16, gamma=0.8):
     return module
 
 
+# modules and grids of the oracle tests: 1x1, a single row, a single column, odd sizes, 3-D with T=1 and T>1
+BLOCK_GRIDS = [
+    (ccnet.CrissCrossAttention, (1, 1)),
+    (ccnet.CrissCrossAttention, (1, 7)),
+    (ccnet.CrissCrossAttention, (6, 1)),
+    (ccnet.CrissCrossAttention, (5, 8)),
+    (ccnet.CrissCrossAttention3d, (1, 4, 5)),
+    (ccnet.CrissCrossAttention3d, (3, 4, 2)),
+]
+
+
 @pytest.mark.parametrize(
     ("cls", "grid"),
-    [
-        (ccnet.CrissCrossAttention, (1, 1)),
-        (ccnet.CrissCrossAttention, (1, 7)),
-        (ccnet.CrissCrossAttention, (6, 1)),
-        (ccnet.CrissCrossAttention, (5, 8)),
-        (ccnet.CrissCrossAttention3d, (1, 4, 5)),
-        (ccnet.CrissCrossAttention3d, (3, 4, 2)),
-    ],
+    BLOCK_GRIDS,
     ids=str,
 )
 def test_module_matches_paper_order_oracle(cls, grid, path):
@@ -366,14 +370,7 @@ def projection_kernel(request, monkeypatch):
 
 @pytest.mark.parametrize(
     ("cls", "grid"),
-    [
-        (ccnet.CrissCrossAttention, (1, 1)),
-        (ccnet.CrissCrossAttention, (1, 7)),
-        (ccnet.CrissCrossAttention, (6, 1)),
-        (ccnet.CrissCrossAttention, (5, 8)),
-        (ccnet.CrissCrossAttention3d, (1, 4, 5)),
-        (ccnet.CrissCrossAttention3d, (3, 4, 2)),
-    ],
+    BLOCK_GRIDS,
     ids=str,
 )
 @pytest.mark.parametrize("chunk_elements", [1, 1 << 21])
