@@ -7,6 +7,7 @@ A benchmark script using :func:`memory_in_subprocesses` must answer ``--memory-w
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import subprocess
 import sys
@@ -108,3 +109,29 @@ def memory_in_subprocesses(
                     peaks.append(float(output.split()[-1]))
                 results[(shape, name, mode)] = statistics.median(peaks)
     return results
+
+
+def benchmark_arguments(
+    argv: Sequence[str] | None, description: str, repetitions: int, quick_repetitions: int, shape_dims: int
+) -> argparse.Namespace:
+    """The options every benchmark script takes (including the hidden worker mode of
+    :func:`memory_in_subprocesses`); sets torch's thread count."""
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes and fewer repetitions")
+    parser.add_argument(
+        "--repetitions",
+        type=int,
+        default=None,
+        help=f"timed repetitions (default {repetitions}, quick {quick_repetitions})",
+    )
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--no-memory", action="store_true", help="skip the subprocess memory measurements")
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    parser.add_argument("--memory-worker", nargs=2, metavar=("IMPL", "MODE"), help=argparse.SUPPRESS)
+    parser.add_argument("--shape", nargs=shape_dims, type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    args.repetitions = args.repetitions or (quick_repetitions if args.quick else repetitions)
+    torch.set_num_threads(args.threads)
+    return args

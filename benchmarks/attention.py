@@ -20,20 +20,24 @@ forward FLOPs
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import sys
-from pathlib import Path
 
 import torch
-from _measure import forward, forward_flops, memory_in_subprocesses, peak_increase_mb, time_interleaved
+from _measure import (
+    benchmark_arguments,
+    forward,
+    forward_flops,
+    memory_in_subprocesses,
+    peak_increase_mb,
+    time_interleaved,
+)
 from torch import nn
 
 import ccnet
 from ccnet.engine.report import cpu_name
 
-RESULTS = Path(__file__).resolve().parent / "results"
 IMPLEMENTATIONS = ["ccnet", "einsum", "bmm", "nonlocal"]
 BASELINE = "einsum"
 FULL_CASES = [(1, 512, 97, 97), (1, 512, 64, 128), (2, 512, 64, 64)]
@@ -162,26 +166,13 @@ def check_equal_outputs(shape) -> dict[str, float]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--quick", action="store_true", help="small sizes and fewer repetitions")
-    parser.add_argument(
-        "--repetitions", type=int, default=None, help="timed repetitions (default 7, quick 5)"
-    )
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--no-memory", action="store_true", help="skip the subprocess memory measurements")
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--memory-worker", nargs=2, metavar=("IMPL", "MODE"), help=argparse.SUPPRESS)
-    parser.add_argument("--shape", nargs=4, type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    args = benchmark_arguments(argv, __doc__, 7, 5, shape_dims=4)
     if args.memory_worker:
         print(memory_worker(args.memory_worker[0], tuple(args.shape), args.memory_worker[1]))
         return 0
 
     cases = QUICK_CASES if args.quick else FULL_CASES
-    repetitions = args.repetitions or (5 if args.quick else 7)
+    repetitions = args.repetitions
     print(
         f"criss-cross attention benchmark: cases {cases}, R={RECURRENCE}, {repetitions} repetitions, "
         f"{args.threads} threads",

@@ -18,20 +18,23 @@ Writes ``benchmarks/results/video[-quick].{json,md}``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import sys
-from pathlib import Path
 
 import torch
-from _measure import forward_flops, memory_in_subprocesses, peak_increase_mb, time_interleaved
+from _measure import (
+    benchmark_arguments,
+    forward_flops,
+    memory_in_subprocesses,
+    peak_increase_mb,
+    time_interleaved,
+)
 from torch import nn
 
 import ccnet
 from ccnet.engine.report import cpu_name
 
-RESULTS = Path(__file__).resolve().parent / "results"
 IMPLEMENTATIONS = ["rcca3d", "nonlocal"]
 RECURRENCE = 2
 FULL = {"channels": 512, "size": (45, 60), "frames": (1, 2, 3, 5, 8)}
@@ -75,27 +78,14 @@ def memory_worker(name: str, shape: tuple[int, ...], mode: str) -> float:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--quick", action="store_true", help="small sizes and fewer repetitions")
-    parser.add_argument(
-        "--repetitions", type=int, default=None, help="timed repetitions (default 5, quick 3)"
-    )
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--no-memory", action="store_true", help="skip the subprocess memory measurements")
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--memory-worker", nargs=2, metavar=("IMPL", "MODE"), help=argparse.SUPPRESS)
-    parser.add_argument("--shape", nargs=5, type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    args = benchmark_arguments(argv, __doc__, 5, 3, shape_dims=5)
     if args.memory_worker:
         print(memory_worker(args.memory_worker[0], tuple(args.shape), args.memory_worker[1]))
         return 0
 
     setup = QUICK if args.quick else FULL
     shapes = [(1, setup["channels"], t, *setup["size"]) for t in setup["frames"]]
-    repetitions = args.repetitions or (3 if args.quick else 5)
+    repetitions = args.repetitions
     print(f"3-D criss-cross vs clip non-local: shapes {shapes}, {repetitions} repetitions", flush=True)
     flops = {(s, n): forward_flops(build(n, s[1]), torch.randn(s)) for s in shapes for n in IMPLEMENTATIONS}
     times = time_interleaved(shapes, build, IMPLEMENTATIONS, repetitions)
