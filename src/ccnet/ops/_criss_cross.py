@@ -42,10 +42,13 @@ from ccnet.ops._lines import (
 )
 
 # Rows of axis 0 per chunk are chosen so that a chunk holds at most this many elements of the widest
-# per-position tensor: big enough for efficient matmuls, small enough to keep temporaries ~16 MB. Measured at
-# (1, 512, 97, 97), R=2: 2 chunks instead of 3 are 6-8% faster for +10 MB training peak (113 MB); 1 chunk
-# is another 6% faster but needs 137 MB, above the 0.36x-of-einsum budget.
+# per-position tensor: big enough for efficient matmuls, small enough to keep temporaries ~16 MB. Backward
+# holds about twice the forward's temporaries per chunk, so the forward uses FORWARD_CHUNK_SCALE times
+# larger chunks. Measured at (1, 512, 97, 97), R=2 (one chunk forward, two backward): 10% faster forward
+# than two chunks and 6% faster forward+backward than three, for 113 MB training peak (0.36x of the
+# einsum formulation is the budget: 133 MB); one chunk in backward too would need 137 MB.
 CHUNK_ELEMENTS = 1 << 22
+FORWARD_CHUNK_SCALE = 2
 # Below this many elements per batch element, the per-chunk Python work of the fast path costs more than
 # it saves: the portable path is faster there (measured: 2x at (8, 32, 16, 16), equal at (2, 128, 32, 32)).
 SMALL_PROBLEM_ELEMENTS = 1 << 16
@@ -68,12 +71,13 @@ def _pixel_major(t: Tensor) -> Tensor:
     return t.movedim(1, -1).contiguous()
 
 
-def _chunks(batch: int, rows: int, row_elements: int) -> Iterator[tuple[int, int, int]]:
-    """(batch index, first row, stop row) blocks of axis 0 covering every batch element.
+def _chunks(batch: int, rows: int, row_elements: int, budget: int) -> Iterator[tuple[int, int, int]]:
+    """(batch index, first row, stop row) blocks of axis 0 covering every batch element, each holding at most
+    ``budget`` elements (at least one row).
 
     Blocks have equal sizes (within one row): a small remainder block would run inefficient small matmuls.
     """
-    count = math.ceil(rows / max(1, CHUNK_ELEMENTS // max(1, row_elements)))
+    count = math.ceil(rows / max(1, budget // max(1, row_elements)))
     step = math.ceil(rows / count)
     for b in range(batch):
         for start in range(0, rows, step):
@@ -223,7 +227,8 @@ def _fast_forward(
         proj_weight = proj_weight * gamma
         proj_bias = None if proj_bias is None else proj_bias * gamma
         gamma = None
-    for b, start, stop in _chunks(vp.shape[0], vp.shape[1], row_elements):
+    budget = CHUNK_ELEMENTS * FORWARD_CHUNK_SCALE
+    for b, start, stop in _chunks(vp.shape[0], vp.shape[1], row_elements, budget):
         weights = _chunk_weights(qp[b], kp[b], start, stop)
         out = _chunk_aggregate(weights, vp[b], start, stop)
         if proj_weight is not None:
@@ -361,7 +366,7 @@ def _fast_backward(
     need_z = proj_weight is not None or grad_gamma is not None
     row_elements = math.prod(vp.shape[2:-1]) * max(vp.shape[-1], gp.shape[-1])
     weight_t = None if proj_weight is None else proj_weight.t().contiguous()  # W^T, reused by every chunk
-    for b, start, stop in _chunks(vp.shape[0], vp.shape[1], row_elements):
+    for b, start, stop in _chunks(vp.shape[0], vp.shape[1], row_elements, CHUNK_ELEMENTS):
         weights = _chunk_weights(qp[b], kp[b], start, stop)
         g = gp[b, start:stop].to(vp.dtype).contiguous()  # (n, *rest, C_out)
         if need_z:
@@ -409,7 +414,7 @@ def _projection_backward(
     """Backward of qk = W_qk v + b_qk, chunk by chunk: dv += W_qk^T dqk in place; returns (dW_qk, db_qk)."""
     weight_t = qk_weight.t().contiguous()
     grad_weight = torch.zeros_like(qk_weight, dtype=grad_qk.dtype)
-    for b, start, stop in _chunks(vp.shape[0], vp.shape[1], row_elements):
+    for b, start, stop in _chunks(vp.shape[0], vp.shape[1], row_elements, CHUNK_ELEMENTS):
         g = grad_qk[b, start:stop].to(vp.dtype)
         grad_v[b, start:stop] += _pointwise(g, weight_t, None)
         _add_pointwise_weight_grad(grad_weight, g, vp[b, start:stop])
