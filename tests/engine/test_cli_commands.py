@@ -63,6 +63,41 @@ def test_eval_scores_a_run_and_writes_reports(trained_run, tmp_path, capsys):
     assert "| class | IoU | Acc |" in (out / "metrics_val.md").read_text()
 
 
+def test_eval_backends_score_the_optimised_copy(trained_run, tmp_path, capsys):
+    for backend in ("fast", "fast-bf16"):
+        argv = ["eval", "--weights", str(trained_run.weights), "--out", str(tmp_path), "--no-progress"]
+        assert ccnet.cli.main([*argv, "--backend", backend]) == 0
+    capsys.readouterr()
+    fast = json.loads((tmp_path / "metrics_val_fast.json").read_text())
+    bf16 = json.loads((tmp_path / "metrics_val_fast-bf16.json").read_text())
+    assert fast["backend"] == "fast" and bf16["backend"] == "fast-bf16"
+    # float32 with folded BatchNorm is the same function up to rounding: the same labels, the same score
+    assert fast["mIoU"] == pytest.approx(trained_run.metrics.miou, abs=1e-4)
+    assert bf16["mIoU"] == pytest.approx(trained_run.metrics.miou, abs=0.05)
+    with pytest.raises(SystemExit):
+        ccnet.cli.main(["eval", "--weights", str(trained_run.weights), "--backend", "onnx"])
+    assert "invalid choice: 'onnx'" in capsys.readouterr().err
+
+
+def test_precision_benchmark_compares_variants_with_plain(trained_run, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "precision.py"
+    command = [sys.executable, str(script), "--weights", str(trained_run.weights), "--limit", "8"]
+    command += ["--out", str(tmp_path)]
+    subprocess.run(command, check=True, capture_output=True, text=True, timeout=300)
+    report = json.loads((tmp_path / "precision.json").read_text())
+    rows = {row["variant"]: row for row in report["rows"]}
+    assert set(rows) == {"plain", "fast_fp32", "bf16"} and report["images"] == 8
+    assert report["pixels"] == 8 * 64 * 64
+    assert rows["plain"]["argmax_agreement"] == 1.0 and rows["plain"]["max_prob_diff"] == 0.0
+    assert rows["fast_fp32"]["argmax_agreement"] >= 0.9999 and rows["fast_fp32"]["max_prob_diff"] < 1e-4
+    assert 0.9 < rows["bf16"]["argmax_agreement"] <= 1.0 and rows["bf16"]["max_prob_diff"] > 0
+    assert "| bf16 |" in (tmp_path / "precision.md").read_text()
+
+
 def test_eval_protocol_options_reach_the_segmenter(trained_run, tmp_path, capsys):
     protocol = [
         "eval.mode=slide",
