@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -75,6 +77,19 @@ def test_channels_last_alone_is_equal():
     assert (_logits(fast, x) - _logits(model, x)).abs().max().item() < 1e-5
 
 
+def test_bf16_on_a_cpu_without_bf16_kernels_warns(monkeypatch):
+    model = _model()
+    monkeypatch.setattr("ccnet.engine.fast.cpu_supports_bf16", lambda: False)
+    with pytest.warns(RuntimeWarning, match="no native bf16 kernels"):
+        optimize_for_inference(model, bf16=True)
+    monkeypatch.setattr("ccnet.engine.fast.cpu_supports_bf16", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        optimize_for_inference(model, bf16=True)
+        optimize_for_inference(model)  # float32: nothing to say on either CPU
+
+
+@pytest.mark.filterwarnings("ignore:optimize_for_inference.bf16=True.:RuntimeWarning")
 def test_bf16_autocast_agrees_on_the_argmax():
     # bf16 keeps 8 mantissa bits: logits move by ~1e-2 relative; pixels whose top-2 logits are that close can
     # flip. Tolerance on this tiny model: >= 99% argmax agreement, max |diff| < 0.05 (logits are O(1)).
@@ -131,4 +146,9 @@ def test_model_benchmark_quick_smoke(tmp_path):
     variants = {row["variant"] for row in report["rows"] if row["phase"] == "inference"}
     assert {"plain", "fast_fp32", "bf16", "onnxruntime"} <= variants
     assert all(row["argmax_agreement"] >= 0.9999 for row in report["rows"] if row["variant"] == "fast_fp32")
-    assert "| variant |" in (tmp_path / "model-quick.md").read_text()
+    markdown = (tmp_path / "model-quick.md").read_text()
+    assert "| variant |" in markdown and "bf16 >= 2.0x plain" in markdown
+    render = [sys.executable, str(script), "--render", str(tmp_path / "model-quick.json")]
+    (tmp_path / "model-quick.md").write_text("")
+    subprocess.run(render, check=True, capture_output=True, text=True, timeout=120)
+    assert (tmp_path / "model-quick.md").read_text() == markdown  # the report is derived from the JSON

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -205,12 +206,20 @@ def optimize_for_inference(
         fold_bn: fold BatchNorm into the preceding convs.
         channels_last: channels-last weights and inputs.
         bf16: bfloat16 autocast (logits returned as float32); on the CPU only useful where
-            :func:`cpu_supports_bf16` is True.
+            :func:`cpu_supports_bf16` is True (a RuntimeWarning says so otherwise).
         compile: ``torch.compile`` the network (options: ``compile_options``, e.g. ``{"dynamic": True}``).
 
     Returns:
         a :class:`FastSegmenter` in eval mode, gradients disabled on its parameters.
     """
+    device = next(itertools.chain(model.parameters(), model.buffers()), torch.empty(0)).device
+    if bf16 and device.type == "cpu" and not cpu_supports_bf16():
+        warnings.warn(
+            "optimize_for_inference(bf16=True): this CPU has no native bf16 kernels (AVX-512 BF16 or AMX), "
+            "so bf16 is emulated and slower than float32 here",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     network = copy.deepcopy(model).eval()
     for parameter in network.parameters():
         parameter.requires_grad_(False)
