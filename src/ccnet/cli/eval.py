@@ -13,8 +13,17 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ccnet.cli.common import add_config_arguments, fail, rank, setup_logging, split_config_items
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from ccnet.config import Config
+    from ccnet.data.base import SegmentationDataset
+    from ccnet.data.meta import DatasetMeta
+    from ccnet.engine.inference import Segmenter
 
 PROG = "ccnet eval"
 _ZOO_DATASETS = {"voc12aug": "voc"}  # zoo dataset name -> ccnet.data name
@@ -74,17 +83,37 @@ def resolve_config(source: str | None, overrides: list[str], weights: str | None
     return load_config(source or "default", overrides), weights
 
 
+def eval_dataset(config: Config, split: str) -> SegmentationDataset:
+    """The ``split`` of the config's dataset with raw ``uint8`` items (evaluation input)."""
+    from ccnet.data import get_dataset
+    from ccnet.engine.evaluate import raw_pair
+
+    options = {**config.data.options, **config.data.val_options}
+    return get_dataset(config.data.dataset, config.data.root, split, transforms=raw_pair, **options)
+
+
+def config_segmenter(model: nn.Module, config: Config, meta: DatasetMeta) -> Segmenter:
+    """A Segmenter with the config's evaluation protocol; crop and test scale default to the training crop
+    and the dataset's test scale."""
+    from ccnet.engine.evaluate import build_segmenter
+
+    return build_segmenter(
+        model,
+        config.eval,
+        default_crop=config.data.crop_size or meta.crop_size,
+        default_test_scale=meta.test_scale,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from ccnet.config import ConfigError, config_to_dict
-    from ccnet.data import DatasetError, get_dataset
+    from ccnet.data import DatasetError
     from ccnet.engine.checkpoint import load_model
     from ccnet.engine.dist import init_distributed
     from ccnet.engine.evaluate import (
-        build_segmenter,
         evaluate,
         format_only,
         format_table,
-        raw_pair,
         write_reports,
     )
 
@@ -93,8 +122,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         config, weights = resolve_config(source, overrides, args.weights)
         split = args.split or config.data.val_split
-        options = {**config.data.options, **config.data.val_options}
-        dataset = get_dataset(config.data.dataset, config.data.root, split, transforms=raw_pair, **options)
+        dataset = eval_dataset(config, split)
         meta = dataset.meta
         ctx = init_distributed(config.train.device)
         model, _ = load_model(
@@ -104,12 +132,7 @@ def run(args: argparse.Namespace) -> int:
             from ccnet.engine.fast import optimize_for_inference
 
             model = optimize_for_inference(model, bf16=args.backend == "fast-bf16")
-        segmenter = build_segmenter(
-            model,
-            config.eval,
-            default_crop=config.data.crop_size or meta.crop_size,
-            default_test_scale=meta.test_scale,
-        )
+        segmenter = config_segmenter(model, config, meta)
     except (ConfigError, DatasetError, FileNotFoundError, ValueError, RuntimeError) as err:
         return fail(PROG, err)
     out = (
