@@ -10,11 +10,12 @@ Two implementations of the same maths:
 * the fast path (eager): a custom autograd Function on channels-last tensors, where every line is a matrix
   with unit channel stride, so batched matmuls read it in place. It works one batch element and one block of
   rows ("chunk", see ``_lines``) at a time, with a joint softmax computed in place without concatenation,
-  and saves only q and k: backward recomputes the attention weights chunk by chunk. It can also fold the
-  value projection, the ``gamma`` scale and the residual of the CCA module into the same pass
-  (``y = residual + gamma * (W (A x) + b)``): projecting after aggregation is the same linear map as
+  and saves only q and k besides its inputs: backward recomputes the attention weights chunk by chunk. It
+  can also fold the value projection, the ``gamma`` scale and the residual of the CCA module into the same
+  pass (``y = residual + gamma * (W (A x) + b)``): projecting after aggregation is the same linear map as
   aggregating projected values, because every row of A sums to one. Nothing of size (B, C, H, W) is then
-  allocated besides the output, and nothing but q and k is saved. The 1x1 projections run as channels-last
+  allocated besides the output (and, for inputs that are not channels-last, their channels-last copy, which
+  backward reuses), and nothing else of that size is saved. The 1x1 projections run as channels-last
   convolutions; on CPU in float32 they call oneDNN directly (``use_onednn``), which ``F.conv2d`` does only
   with more than one thread.
 * the portable path: the same maths in plain differentiable tensor ops, with no shape-dependent Python loop,
@@ -42,13 +43,11 @@ from ccnet.ops._lines import (
 )
 
 # Rows of axis 0 per chunk are chosen so that a chunk holds at most this many elements of the widest
-# per-position tensor: big enough for efficient matmuls, small enough to keep temporaries ~16 MB. Backward
-# holds about twice the forward's temporaries per chunk, so the forward uses FORWARD_CHUNK_SCALE times
-# larger chunks. Measured at (1, 512, 97, 97), R=2 (one chunk forward, two backward): 10% faster forward
-# than two chunks and 6% faster forward+backward than three, for 113 MB training peak (0.36x of the
-# einsum formulation is the budget: 133 MB); one chunk in backward too would need 137 MB.
-CHUNK_ELEMENTS = 1 << 22
-FORWARD_CHUNK_SCALE = 2
+# per-position tensor (32 MB in float32), which bounds the temporaries of large inputs. Large chunks pay: in
+# backward the axis-0 products contract over the chunk's rows (63 vs 51 GFLOP/s here at 97 vs 49 rows).
+# Measured at (1, 512, 97, 97), R=2: one chunk (this budget) instead of two makes forward+backward 4-8%
+# faster; training peak 107 MB (the budget, 0.36x of the einsum formulation, is 139 MB).
+CHUNK_ELEMENTS = 1 << 23
 # Below this many elements per batch element, the per-chunk Python work of the fast path costs more than
 # it saves: the portable path is faster there (measured: 2x at (8, 32, 16, 16), equal at (2, 128, 32, 32)).
 SMALL_PROBLEM_ELEMENTS = 1 << 16
@@ -206,8 +205,8 @@ def _fast_forward(
     """y = residual + gamma * proj(A v), each part optional; channels-first in and out.
 
     With ``qk_weight`` (2C', C) given, q and k are None and come from a 1x1 projection of v (the CCA block).
-    Returns y (channels-last memory) and the pixel-major q and k (softmax dtype) for backward. A v that is
-    not channels-last is converted into a temporary, so that callers can keep (and save) the original.
+    Returns y (channels-last memory), the pixel-major q and k (softmax dtype) and v for backward: v as
+    given when it is channels-last, else its pixel-major copy, in channels-last memory either way.
     """
     vp = _pixel_major(v)
     if qk_weight is not None:
@@ -227,8 +226,7 @@ def _fast_forward(
         proj_weight = proj_weight * gamma
         proj_bias = None if proj_bias is None else proj_bias * gamma
         gamma = None
-    budget = CHUNK_ELEMENTS * FORWARD_CHUNK_SCALE
-    for b, start, stop in _chunks(vp.shape[0], vp.shape[1], row_elements, budget):
+    for b, start, stop in _chunks(vp.shape[0], vp.shape[1], row_elements, CHUNK_ELEMENTS):
         weights = _chunk_weights(qp[b], kp[b], start, stop)
         out = _chunk_aggregate(weights, vp[b], start, stop)
         if proj_weight is not None:
@@ -239,7 +237,7 @@ def _fast_forward(
             y[b, start:stop] = out
         else:
             torch.add(out, residual_p[b, start:stop], out=y[b, start:stop])
-    return y.movedim(-1, 1), qp, kp
+    return y.movedim(-1, 1), qp, kp, vp.movedim(-1, 1)
 
 
 class _CrissCrossFunction(torch.autograd.Function):
@@ -247,7 +245,7 @@ class _CrissCrossFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q, k, v, num_axes):  # type: ignore[override]
-        y, qp, kp = _fast_forward(q, k, v, num_axes, None, None, None, None)
+        y, qp, kp, _ = _fast_forward(q, k, v, num_axes, None, None, None, None)
         ctx.q_dtype, ctx.k_dtype = q.dtype, k.dtype
         ctx.save_for_backward(qp, kp, v)
         return y
@@ -280,16 +278,17 @@ class _CrissCrossFunction(torch.autograd.Function):
 class _CCABlockFunction(torch.autograd.Function):
     """Autograd for the whole CCA block y = x + gamma * (W_v (A x) + b_v), q/k = W_qk x + b_qk.
 
-    Saves x as given, q and k (pixel-major) and the weights: nothing of size (B, C, *S) is made for backward,
-    and the gradient of x (residual + attention + projection) is accumulated in one buffer.
+    Saves x in channels-last memory (x itself, or for other layouts the pixel-major copy that the forward
+    makes anyway: backward then needs no second layout copy), q and k (pixel-major) and the weights; the
+    gradient of x (residual + attention + projection) is accumulated in one buffer.
     """
 
     @staticmethod
     def forward(ctx, x, num_axes, qk_weight, qk_bias, value_weight, value_bias, gamma):  # type: ignore[override]
-        y, qp, kp = _fast_forward(
+        y, qp, kp, x_channels_last = _fast_forward(
             None, None, x, num_axes, value_weight, value_bias, gamma, x, qk_weight=qk_weight, qk_bias=qk_bias
         )
-        ctx.save_for_backward(qp, kp, x, qk_weight, value_weight, value_bias, gamma)
+        ctx.save_for_backward(qp, kp, x_channels_last, qk_weight, value_weight, value_bias, gamma)
         return y
 
     @staticmethod
@@ -365,10 +364,16 @@ def _fast_backward(
     grad_gamma = vp.new_zeros((), dtype=qp.dtype) if need_gamma and proj_weight is None else None
     need_z = proj_weight is not None or grad_gamma is not None
     row_elements = math.prod(vp.shape[2:-1]) * max(vp.shape[-1], gp.shape[-1])
-    weight_t = None if proj_weight is None else proj_weight.t().contiguous()  # W^T, reused by every chunk
+    # gamma W^T, reused by every chunk: scaling the (C_in, C_out) weights saves a pass over each chunk's h
+    weight_t = None if proj_weight is None else (proj_weight * scale).t().contiguous()
     for b, start, stop in _chunks(vp.shape[0], vp.shape[1], row_elements, CHUNK_ELEMENTS):
         weights = _chunk_weights(qp[b], kp[b], start, stop)
-        g = gp[b, start:stop].to(vp.dtype).contiguous()  # (n, *rest, C_out)
+        if add_grad_out_to_v and proj_weight is not None and stop - start == vp.shape[1]:
+            # dv starts as a copy of dy and nothing has been added to this element yet (the chunk spans it),
+            # so dy is read from there instead of copied again; h below is a new tensor, not a view of g.
+            g = grad_v[b]
+        else:
+            g = gp[b, start:stop].to(vp.dtype).contiguous()  # (n, *rest, C_out)
         if need_z:
             z = _chunk_aggregate(weights, vp[b], start, stop)
             if proj_weight is not None:
@@ -377,8 +382,8 @@ def _fast_backward(
             else:
                 grad_gamma += torch.dot(g.flatten(), z.flatten()).to(grad_gamma.dtype)
             del z
-        h = g if weight_t is None else _pointwise(g, weight_t, None)
-        h = h * scale  # (n, *rest, C_in): gradient w.r.t. the aggregate
+        # (n, *rest, C_in): gradient w.r.t. the aggregate
+        h = g * scale if weight_t is None else _pointwise(g, weight_t, None)
         _chunk_attention_backward(
             weights,
             h,
@@ -412,11 +417,11 @@ def _projection_backward(
     grad_qk: Tensor, vp: Tensor, grad_v: Tensor, qk_weight: Tensor, row_elements: int
 ) -> tuple[Tensor, Tensor]:
     """Backward of qk = W_qk v + b_qk, chunk by chunk: dv += W_qk^T dqk in place; returns (dW_qk, db_qk)."""
-    weight_t = qk_weight.t().contiguous()
     grad_weight = torch.zeros_like(qk_weight, dtype=grad_qk.dtype)
     for b, start, stop in _chunks(vp.shape[0], vp.shape[1], row_elements, CHUNK_ELEMENTS):
         g = grad_qk[b, start:stop].to(vp.dtype)
-        grad_v[b, start:stop] += _pointwise(g, weight_t, None)
+        # accumulated in place by the matmul: no (n, *rest, C) temporary and no separate add
+        grad_v[b, start:stop].view(-1, grad_v.shape[-1]).addmm_(g.reshape(-1, g.shape[-1]), qk_weight)
         _add_pointwise_weight_grad(grad_weight, g, vp[b, start:stop])
     grad_bias = grad_qk.reshape(-1, grad_qk.shape[-1]).sum(0)
     return grad_weight.to(qk_weight.dtype), grad_bias.to(qk_weight.dtype)
