@@ -262,6 +262,31 @@ def test_channels_last_and_strided_inputs(path):
     torch.testing.assert_close(ccnet.criss_cross_attention(wide, k, v), dense_criss_cross(wide, k, v))
 
 
+@pytest.mark.parametrize("channels_last", [False, True], ids=["channels_first", "channels_last"])
+def test_gradients_come_back_in_the_input_layout(channels_last, path):
+    """The fast path gives a channels-first input a contiguous gradient and a channels-last input a
+    channels-last one (autograd's choice on the portable path); all equal the oracle's (module and op)."""
+    fast = path == "fast"
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    module = _module(ccnet.CrissCrossAttention)
+    x = torch.randn(2, 16, 5, 7, dtype=torch.float64).contiguous(memory_format=fmt).requires_grad_()
+    upstream = torch.randn(2, 16, 5, 7, dtype=torch.float64)
+    (grad,) = torch.autograd.grad(module(x), x, upstream)
+    x_ref = x.detach().clone().requires_grad_()
+    (expected,) = torch.autograd.grad(dense_cca_block(x_ref, module), x_ref, upstream)
+    assert grad.is_contiguous(memory_format=fmt) or not fast
+    torch.testing.assert_close(grad, expected)
+
+    qkv = _random_qkv((2, 3, 4, 6, 5))
+    q, k, v = (t.detach().contiguous(memory_format=fmt).requires_grad_() for t in qkv)
+    grads = torch.autograd.grad(ccnet.criss_cross_attention(q, k, v).sum(), (q, k, v))
+    refs = [t.detach().clone().requires_grad_() for t in (q, k, v)]
+    expected_grads = torch.autograd.grad(dense_criss_cross(*refs).sum(), refs)
+    for got, want in zip(grads, expected_grads):
+        assert got.is_contiguous(memory_format=fmt) or not fast
+        torch.testing.assert_close(got, want)
+
+
 def test_inference_mode_and_no_grad_match_training_path(path):
     module = _module(ccnet.CrissCrossAttention)
     x = torch.randn(2, 16, 5, 7, dtype=torch.float64)

@@ -240,6 +240,24 @@ def _fast_forward(
     return y.movedim(-1, 1), qp, kp, vp.movedim(-1, 1)
 
 
+def _dense_format(t: Tensor) -> torch.memory_format | None:
+    """The memory format in which ``t`` is dense: contiguous, channels-last, or None for other strides."""
+    for memory_format in (torch.contiguous_format, _CHANNELS_LAST.get(t.dim())):
+        if memory_format is not None and t.is_contiguous(memory_format=memory_format):
+            return memory_format
+    return None
+
+
+def _in_input_format(grad: Tensor | None, memory_format: torch.memory_format | None) -> Tensor | None:
+    """A gradient in its input's memory format (None: as computed).
+
+    The fast path computes gradients channels-last (q and k as channel slices of one buffer); handing them
+    back in the input's format keeps the layers upstream on their own layout, and autograd would make the
+    same copy when accumulating into a leaf.
+    """
+    return grad if grad is None or memory_format is None else grad.contiguous(memory_format=memory_format)
+
+
 class _CrissCrossFunction(torch.autograd.Function):
     """Autograd for the functional op out = A v: saves q and k (pixel-major) and v as given."""
 
@@ -247,6 +265,7 @@ class _CrissCrossFunction(torch.autograd.Function):
     def forward(ctx, q, k, v, num_axes):  # type: ignore[override]
         y, qp, kp, _ = _fast_forward(q, k, v, num_axes, None, None, None, None)
         ctx.q_dtype, ctx.k_dtype = q.dtype, k.dtype
+        ctx.input_formats = (_dense_format(q), _dense_format(k), _dense_format(v))
         ctx.save_for_backward(qp, kp, v)
         return y
 
@@ -267,12 +286,10 @@ class _CrissCrossFunction(torch.autograd.Function):
             need_gamma=False,
             add_grad_out_to_v=False,
         )
-        return (
-            grad_q.to(ctx.q_dtype) if need_q else None,
-            grad_k.to(ctx.k_dtype) if need_k else None,
-            grad_v,
-            None,
-        )
+        grad_q = grad_q.to(ctx.q_dtype) if need_q else None
+        grad_k = grad_k.to(ctx.k_dtype) if need_k else None
+        grads = (grad_q, grad_k, grad_v)
+        return (*map(_in_input_format, grads, ctx.input_formats), None)
 
 
 class _CCABlockFunction(torch.autograd.Function):
@@ -288,6 +305,7 @@ class _CCABlockFunction(torch.autograd.Function):
         y, qp, kp, x_channels_last = _fast_forward(
             None, None, x, num_axes, value_weight, value_bias, gamma, x, qk_weight=qk_weight, qk_bias=qk_bias
         )
+        ctx.x_format = _dense_format(x)
         ctx.save_for_backward(qp, kp, x_channels_last, qk_weight, value_weight, value_bias, gamma)
         return y
 
@@ -310,7 +328,7 @@ class _CCABlockFunction(torch.autograd.Function):
             qk_weight=qk_weight,
         )
         return (
-            grad_x if need_x else None,
+            _in_input_format(grad_x, ctx.x_format) if need_x else None,
             None,
             grad_qk_w if need_qk_w else None,
             grad_qk_b if need_qk_b else None,
