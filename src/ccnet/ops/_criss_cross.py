@@ -46,7 +46,8 @@ from ccnet.ops._lines import (
 # per-position tensor (32 MB in float32), which bounds the temporaries of large inputs. Large chunks pay: in
 # backward the axis-0 products contract over the chunk's rows (63 vs 51 GFLOP/s here at 97 vs 49 rows).
 # Measured at (1, 512, 97, 97), R=2: one chunk (this budget) instead of two makes forward+backward 4-8%
-# faster; training peak 107 MB (the budget, 0.36x of the einsum formulation, is 139 MB).
+# faster; training peak 108-117 MB (peak RSS: it varies with heap fragmentation; the budget, 0.36x of the
+# einsum formulation, is 126-139 MB).
 CHUNK_ELEMENTS = 1 << 23
 # Below this many elements per batch element, the per-chunk Python work of the fast path costs more than
 # it saves: the portable path is faster there (measured: 2x at (8, 32, 16, 16), equal at (2, 128, 32, 32)).
