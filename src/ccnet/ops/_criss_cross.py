@@ -71,13 +71,13 @@ def _pixel_major(t: Tensor) -> Tensor:
     return t.movedim(1, -1).contiguous()
 
 
-def _chunks(batch: int, rows: int, row_elements: int, budget: int) -> Iterator[tuple[int, int, int]]:
+def _chunks(batch: int, rows: int, row_elements: int) -> Iterator[tuple[int, int, int]]:
     """(batch index, first row, stop row) blocks of axis 0 covering every batch element, each holding at most
-    ``budget`` elements (at least one row).
+    ``CHUNK_ELEMENTS`` elements (at least one row).
 
     Blocks have equal sizes (within one row): a small remainder block would run inefficient small matmuls.
     """
-    count = math.ceil(rows / max(1, budget // max(1, row_elements)))
+    count = math.ceil(rows / max(1, CHUNK_ELEMENTS // max(1, row_elements)))
     step = math.ceil(rows / count)
     for b in range(batch):
         for start in range(0, rows, step):
@@ -227,7 +227,7 @@ def _fast_forward(
         proj_weight = proj_weight * gamma
         proj_bias = None if proj_bias is None else proj_bias * gamma
         gamma = None
-    for b, start, stop in _chunks(vp.shape[0], vp.shape[1], row_elements, CHUNK_ELEMENTS):
+    for b, start, stop in _chunks(vp.shape[0], vp.shape[1], row_elements):
         weights = _chunk_weights(qp[b], kp[b], start, stop)
         out = _chunk_aggregate(weights, vp[b], start, stop)
         if proj_weight is not None:
@@ -385,7 +385,7 @@ def _fast_backward(
     row_elements = math.prod(vp.shape[2:-1]) * max(vp.shape[-1], gp.shape[-1])
     # gamma W^T, reused by every chunk: scaling the (C_in, C_out) weights saves a pass over each chunk's h
     weight_t = None if proj_weight is None else (proj_weight * scale).t().contiguous()
-    for b, start, stop in _chunks(vp.shape[0], vp.shape[1], row_elements, CHUNK_ELEMENTS):
+    for b, start, stop in _chunks(vp.shape[0], vp.shape[1], row_elements):
         weights = _chunk_weights(qp[b], kp[b], start, stop)
         if add_grad_out_to_v and proj_weight is not None and stop - start == vp.shape[1]:
             # dv starts as a copy of dy and nothing has been added to this element yet (the chunk spans it),
@@ -437,7 +437,7 @@ def _projection_backward(
 ) -> tuple[Tensor, Tensor]:
     """Backward of qk = W_qk v + b_qk, chunk by chunk: dv += W_qk^T dqk in place; returns (dW_qk, db_qk)."""
     grad_weight = torch.zeros_like(qk_weight, dtype=grad_qk.dtype)
-    for b, start, stop in _chunks(vp.shape[0], vp.shape[1], row_elements, CHUNK_ELEMENTS):
+    for b, start, stop in _chunks(vp.shape[0], vp.shape[1], row_elements):
         g = grad_qk[b, start:stop].to(vp.dtype)
         # accumulated in place by the matmul: no (n, *rest, C) temporary and no separate add
         grad_v[b, start:stop].view(-1, grad_v.shape[-1]).addmm_(g.reshape(-1, g.shape[-1]), qk_weight)
