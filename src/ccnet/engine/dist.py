@@ -12,6 +12,7 @@ one for the device.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import random
@@ -67,6 +68,12 @@ def resolve_device(device: str, local_rank: int = 0) -> torch.device:
             raise RuntimeError("train.device='cuda' but CUDA is not available; use 'cpu' or 'auto'")
         return torch.device("cuda", local_rank)
     return torch.device(device)
+
+
+def module_device(module: nn.Module) -> torch.device:
+    """The device of a module's first parameter (or buffer); CPU for a module without tensors."""
+    tensor = next(itertools.chain(module.parameters(), module.buffers()), None)
+    return torch.device("cpu") if tensor is None else tensor.device
 
 
 def init_distributed(device: str = "auto") -> DistContext:

@@ -25,6 +25,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ccnet.engine.dist import module_device
+
 __all__ = [
     "INPUT_NAME",
     "OPSET",
@@ -175,7 +177,7 @@ def export_onnx(
         metadata: extra metadata, e.g. ``{"classes": [...], "palette": [...]}`` (JSON-serialisable).
     """
     wrapper = LogitsOnly(model)
-    example = torch.randn(batch, 3, *example_size, device=_device_of(model))
+    example = torch.randn(batch, 3, *example_size, device=module_device(model))
     return export_onnx_module(
         wrapper,
         example,
@@ -185,11 +187,6 @@ def export_onnx(
         dynamic_axes={0: "batch", 2: "height", 3: "width"},
         metadata=_metadata(model, metadata),
     )
-
-
-def _device_of(model: nn.Module) -> torch.device:
-    parameter = next(model.parameters(), None)
-    return parameter.device if parameter is not None else torch.device("cpu")
 
 
 def onnxruntime_session(
@@ -222,7 +219,7 @@ def onnx_parity(
     for shape in shapes:
         x = torch.randn(*shape, generator=generator)
         (actual,) = session.run(None, {input_name: x.numpy()})
-        expected = reference(x.to(_device_of(model)))
+        expected = reference(x.to(module_device(model)))
         results.append(compare_outputs(expected, torch.from_numpy(actual), shape))
     return results
 
@@ -237,7 +234,7 @@ def export_torchscript(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     wrapper = LogitsOnly(model)
-    example = torch.randn(batch, 3, *example_size, device=_device_of(model))
+    example = torch.randn(batch, 3, *example_size, device=module_device(model))
     with torch.no_grad(), warnings.catch_warnings():
         # The model's input checks are constant for traced inputs; trace/save are deprecated upstream.
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
@@ -252,7 +249,7 @@ def torchscript_parity(
     model: nn.Module, path: str | os.PathLike, shapes: Sequence[Sequence[int]], *, seed: int = 0
 ) -> list[Parity]:
     """Reload the TorchScript file and compare it with ``model`` on random inputs of each shape."""
-    device = _device_of(model)
+    device = module_device(model)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=FutureWarning, module="torch.jit")
         loaded = torch.jit.load(str(path), map_location=device).eval()

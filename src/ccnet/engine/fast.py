@@ -30,6 +30,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ccnet.engine.dist import module_device
+
 __all__ = [
     "FastSegmenter",
     "cpu_supports_bf16",
@@ -212,8 +214,7 @@ def optimize_for_inference(
     Returns:
         a :class:`FastSegmenter` in eval mode, gradients disabled on its parameters.
     """
-    device = next(itertools.chain(model.parameters(), model.buffers()), torch.empty(0)).device
-    if bf16 and device.type == "cpu" and not cpu_supports_bf16():
+    if bf16 and module_device(model).type == "cpu" and not cpu_supports_bf16():
         warnings.warn(
             "optimize_for_inference(bf16=True): this CPU has no native bf16 kernels (AVX-512 BF16 or AMX), "
             "so bf16 is emulated and slower than float32 here",
