@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch.utils.checkpoint import checkpoint
 
 import ccnet
 from ccnet.ops import _criss_cross
@@ -285,6 +286,50 @@ def test_gradients_come_back_in_the_input_layout(channels_last, path):
     for got, want in zip(grads, expected_grads):
         assert got.is_contiguous(memory_format=fmt) or not fast
         torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("cls", [ccnet.CrissCrossAttention, ccnet.CrissCrossAttention3d])
+def test_backward_uses_what_forward_kept_and_recomputes_on_a_second_pass(cls, path, monkeypatch):
+    """The fast path keeps the attention weights and the aggregate for backward and frees them as it goes:
+    the first backward recomputes nothing, a second one through the same graph (retain_graph) recomputes,
+    and both, like backward under activation checkpointing or saved-tensor hooks, equal the oracle's."""
+    recomputed = []
+    for name in ("_chunk_weights", "_chunk_aggregate"):
+        original = getattr(_criss_cross, name)
+
+        def spy(*args, _original=original, _name=name):
+            recomputed.append(_name)
+            return _original(*args)
+
+        monkeypatch.setattr(_criss_cross, name, spy)
+    module = _module(cls)
+    grid = (5, 7) if cls is ccnet.CrissCrossAttention else (3, 4, 5)
+    x = torch.randn(2, 16, *grid, dtype=torch.float64, requires_grad=True)
+    upstream = torch.randn(2, 16, *grid, dtype=torch.float64)
+    inputs = [x, *module.parameters()]
+    expected = torch.autograd.grad(dense_cca_block(x, module), inputs, upstream)
+
+    y = module(x)
+    forward_calls = len(recomputed)
+    assert forward_calls > 0 or path == "portable"
+    runs = [torch.autograd.grad(y, inputs, upstream, retain_graph=True)]
+    assert len(recomputed) == forward_calls  # nothing recomputed
+    runs.append(torch.autograd.grad(y, inputs, upstream))
+    assert len(recomputed) > forward_calls or path == "portable"
+    runs.append(torch.autograd.grad(checkpoint(module, x, use_reentrant=False), inputs, upstream))
+    with torch.autograd.graph.save_on_cpu():
+        runs.append(torch.autograd.grad(module(x), inputs, upstream))
+    for grads in runs:
+        for got, want in zip(grads, expected):
+            torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
+
+    q, k, v = _random_qkv((2, 3, 4, *grid))
+    out = criss_cross(q, k, v, len(grid), path=path)
+    expected = torch.autograd.grad(dense_criss_cross(q, k, v), (q, k, v), upstream[:, :4])
+    for _ in range(2):
+        grads = torch.autograd.grad(out, (q, k, v), upstream[:, :4], retain_graph=True)
+        for got, want in zip(grads, expected):
+            torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
 
 
 def test_inference_mode_and_no_grad_match_training_path(path):

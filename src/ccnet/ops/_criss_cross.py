@@ -9,15 +9,18 @@ Two implementations of the same maths:
 
 * the fast path (eager): a custom autograd Function on channels-last tensors, where every line is a matrix
   with unit channel stride, so batched matmuls read it in place. It works one batch element and one block of
-  rows ("chunk", see ``_lines``) at a time, with a joint softmax computed in place without concatenation,
-  and saves only q and k besides its inputs: backward recomputes the attention weights chunk by chunk. It
-  can also fold the value projection, the ``gamma`` scale and the residual of the CCA module into the same
-  pass (``y = residual + gamma * (W (A x) + b)``): projecting after aggregation is the same linear map as
-  aggregating projected values, because every row of A sums to one. Nothing of size (B, C, H, W) is then
-  allocated besides the output (and, for inputs that are not channels-last, their channels-last copy, which
-  backward reuses), and nothing else of that size is saved. The 1x1 projections run as channels-last
-  convolutions; on CPU in float32 they call oneDNN directly (``use_onednn``), which ``F.conv2d`` does only
-  with more than one thread.
+  rows ("chunk", see ``_lines``) at a time, with a joint softmax computed in place without concatenation.
+  It can also fold the value projection, the ``gamma`` scale and the residual of the CCA module into the
+  same pass (``y = residual + gamma * (W (A x) + b)``): projecting after aggregation is the same linear map
+  as aggregating projected values, because every row of A sums to one. The only temporaries of size
+  (B, C, H, W) are then the output and, for inputs that are not channels-last, their channels-last copy.
+  For backward it saves q and k, its inputs as given, and what backward would otherwise recompute: each
+  chunk's attention weights and, with the projection, its aggregate A x (measured at (1, 512, 97, 97), R=2:
+  forward+backward 10% faster than recomputing them and keeping a channels-last copy of the input instead,
+  live training peak 115 vs 108 MB). Backward frees each chunk's
+  share as soon as it is used (``_release``), so its peak stays where recomputation would have it. The 1x1
+  projections run as channels-last convolutions; on CPU in float32 they call oneDNN directly
+  (``use_onednn``), which ``F.conv2d`` does only with more than one thread.
 * the portable path: the same maths in plain differentiable tensor ops, with no shape-dependent Python loop,
   used when tracing, compiling or exporting (TorchScript, ``torch.compile``, ONNX), and for small problems
   (``SMALL_PROBLEM_ELEMENTS``), where it is faster.
@@ -46,8 +49,8 @@ from ccnet.ops._lines import (
 # per-position tensor (32 MB in float32), which bounds the temporaries of large inputs. Large chunks pay: in
 # backward the axis-0 products contract over the chunk's rows (63 vs 51 GFLOP/s here at 97 vs 49 rows).
 # Measured at (1, 512, 97, 97), R=2: one chunk (this budget) instead of two makes forward+backward 4-8%
-# faster; training peak 108-117 MB (peak RSS: it varies with heap fragmentation; the budget, 0.36x of the
-# einsum formulation, is 126-139 MB).
+# faster; live training peak 115 MB (peak RSS 115-134 MB: it varies with heap fragmentation; the budget,
+# 0.36x of the einsum formulation, is 126-139 MB).
 CHUNK_ELEMENTS = 1 << 23
 # Below this many elements per batch element, the per-chunk Python work of the fast path costs more than
 # it saves: the portable path is faster there (measured: 2x at (8, 32, 16, 16), equal at (2, 128, 32, 32)).
@@ -191,6 +194,13 @@ def _add_pointwise_weight_grad(out: Tensor, g: Tensor, x: Tensor) -> None:
         out += (g2.t() @ x2).to(out.dtype)
 
 
+def _chunk_plan(v: Tensor, out_channels: int) -> list[tuple[int, int, int]]:
+    """The chunks (batch index, first row, stop row) of channels-first v (B, C, *S) for an output of
+    ``out_channels`` channels; forward and backward walk the same plan."""
+    row_elements = math.prod(v.shape[3:]) * max(v.shape[1], out_channels)
+    return list(_chunks(v.shape[0], v.shape[2], row_elements))
+
+
 def _fast_forward(
     q: Tensor | None,
     k: Tensor | None,
@@ -202,12 +212,15 @@ def _fast_forward(
     residual: Tensor | None,
     qk_weight: Tensor | None = None,
     qk_bias: Tensor | None = None,
-) -> tuple[Tensor, Tensor, Tensor]:
+    *,
+    keep: bool = False,
+) -> tuple[Tensor, Tensor, Tensor, list[tuple[int, int, int]], list[Tensor]]:
     """y = residual + gamma * proj(A v), each part optional; channels-first in and out.
 
     With ``qk_weight`` (2C', C) given, q and k are None and come from a 1x1 projection of v (the CCA block).
-    Returns y (channels-last memory), the pixel-major q and k (softmax dtype) and v for backward: v as
-    given when it is channels-last, else its pixel-major copy, in channels-last memory either way.
+    Returns y (channels-last memory), the pixel-major q and k (softmax dtype), the chunk plan and, with
+    ``keep``, what backward would otherwise recompute, chunk after chunk: the attention weights (see
+    :func:`_chunk_weights`) and, with a projection, the aggregate z = A v.
     """
     vp = _pixel_major(v)
     if qk_weight is not None:
@@ -218,27 +231,35 @@ def _fast_forward(
         dtype = _softmax_dtype(q.dtype)
         qp, kp = _pixel_major(q).to(dtype), _pixel_major(k).to(dtype)
     out_channels = v.shape[1] if proj_weight is None else proj_weight.shape[0]
-    y = vp.new_empty((*vp.shape[:-1], out_channels))
+    plan = _chunk_plan(v, out_channels)
+    # With one chunk, its result becomes the output: no second buffer of the output's size.
+    y = None if len(plan) == 1 else vp.new_empty((*vp.shape[:-1], out_channels))
     # The residual as a pixel-major view; when it is v, its contiguous copy reads faster than a strided view.
     residual_p = vp if residual is v else (None if residual is None else residual.movedim(1, -1))
-    row_elements = math.prod(vp.shape[2:-1]) * max(vp.shape[-1], out_channels)
     if proj_weight is not None and gamma is not None:
         # gamma (W z + b) as one projection: scaling the (C_out, C_in) weights saves a pass over the output
         proj_weight = proj_weight * gamma
         proj_bias = None if proj_bias is None else proj_bias * gamma
         gamma = None
-    for b, start, stop in _chunks(vp.shape[0], vp.shape[1], row_elements):
+    kept = []
+    for b, start, stop in plan:
         weights = _chunk_weights(qp[b], kp[b], start, stop)
         out = _chunk_aggregate(weights, vp[b], start, stop)
+        if keep:
+            kept += weights if proj_weight is None else [*weights, out]
         if proj_weight is not None:
             out = _pointwise(out, proj_weight, proj_bias)
-        if gamma is not None:
+        elif gamma is not None:
             out.mul_(gamma)
-        if residual_p is None:
+        if y is None:
+            y = out.unsqueeze(0)
+            if residual_p is not None:
+                y.add_(residual_p)
+        elif residual_p is None:
             y[b, start:stop] = out
         else:
             torch.add(out, residual_p[b, start:stop], out=y[b, start:stop])
-    return y.movedim(-1, 1), qp, kp, vp.movedim(-1, 1)
+    return y.movedim(-1, 1), qp, kp, plan, kept
 
 
 def _dense_format(t: Tensor) -> torch.memory_format | None:
@@ -259,32 +280,45 @@ def _in_input_format(grad: Tensor | None, memory_format: torch.memory_format | N
     return grad if grad is None or memory_format is None else grad.contiguous(memory_format=memory_format)
 
 
+def _release(t: Tensor) -> None:
+    """Free the memory of a tensor that the forward kept for backward, as soon as backward is done with it.
+
+    Saved tensors live until the node's whole backward returns; freeing each chunk's share when it is used
+    keeps the backward peak where recomputation would have it. A second backward through the same graph
+    (``retain_graph``) finds the storage empty and recomputes instead (:func:`_usable`).
+    """
+    t.untyped_storage().resize_(0)
+
+
+def _usable(kept: list[Tensor]) -> bool:
+    return bool(kept) and all(t.untyped_storage().nbytes() > 0 for t in kept)
+
+
 class _CrissCrossFunction(torch.autograd.Function):
-    """Autograd for the functional op out = A v: saves q and k (pixel-major) and v as given."""
+    """Autograd for the functional op out = A v: saves q and k (pixel-major), v as given and the attention
+    weights."""
 
     @staticmethod
     def forward(ctx, q, k, v, num_axes):  # type: ignore[override]
-        y, qp, kp, _ = _fast_forward(q, k, v, num_axes, None, None, None, None)
+        y, qp, kp, ctx.plan, kept = _fast_forward(q, k, v, num_axes, None, None, None, None, keep=True)
         ctx.q_dtype, ctx.k_dtype = q.dtype, k.dtype
         ctx.input_formats = (_dense_format(q), _dense_format(k), _dense_format(v))
-        ctx.save_for_backward(qp, kp, v)
+        ctx.save_for_backward(qp, kp, v, *kept)
         return y
 
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]
-        qp, kp, v = ctx.saved_tensors
+        qp, kp, v, *kept = ctx.saved_tensors
         need_q, need_k, need_v, _ = ctx.needs_input_grad
         grad_q, grad_k, grad_v, *_ = _fast_backward(
             grad_out,
             qp,
             kp,
             v,
-            None,
-            None,
-            None,
+            ctx.plan,
+            kept,
             need_qk=need_q or need_k,
             need_v=need_v,
-            need_gamma=False,
             add_grad_out_to_v=False,
         )
         grad_q = grad_q.to(ctx.q_dtype) if need_q else None
@@ -296,29 +330,41 @@ class _CrissCrossFunction(torch.autograd.Function):
 class _CCABlockFunction(torch.autograd.Function):
     """Autograd for the whole CCA block y = x + gamma * (W_v (A x) + b_v), q/k = W_qk x + b_qk.
 
-    Saves x in channels-last memory (x itself, or for other layouts the pixel-major copy that the forward
-    makes anyway: backward then needs no second layout copy), q and k (pixel-major) and the weights; the
-    gradient of x (residual + attention + projection) is accumulated in one buffer.
+    Saves x as given, q and k (pixel-major), the parameters, and per chunk the attention weights and the
+    aggregate z = A x (one (B, C, *S) tensor in all), which backward would otherwise recompute (25-30% of
+    its time); the gradient of x (residual + attention + projection) is accumulated in one buffer.
     """
 
     @staticmethod
     def forward(ctx, x, num_axes, qk_weight, qk_bias, value_weight, value_bias, gamma):  # type: ignore[override]
-        y, qp, kp, x_channels_last = _fast_forward(
-            None, None, x, num_axes, value_weight, value_bias, gamma, x, qk_weight=qk_weight, qk_bias=qk_bias
+        y, qp, kp, ctx.plan, kept = _fast_forward(
+            None,
+            None,
+            x,
+            num_axes,
+            value_weight,
+            value_bias,
+            gamma,
+            x,
+            qk_weight=qk_weight,
+            qk_bias=qk_bias,
+            keep=True,
         )
         ctx.x_format = _dense_format(x)
-        ctx.save_for_backward(qp, kp, x_channels_last, qk_weight, value_weight, value_bias, gamma)
+        ctx.save_for_backward(qp, kp, x, qk_weight, value_weight, value_bias, gamma, *kept)
         return y
 
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]
-        qp, kp, x, qk_weight, value_weight, value_bias, gamma = ctx.saved_tensors
+        qp, kp, x, qk_weight, value_weight, value_bias, gamma, *kept = ctx.saved_tensors
         need_x, _, need_qk_w, need_qk_b, need_v_w, need_v_b, need_gamma = ctx.needs_input_grad
         grad_qk_w, grad_qk_b, grad_x, grad_v_w, grad_v_b, grad_gamma = _fast_backward(
             grad_out,
             qp,
             kp,
             x,
+            ctx.plan,
+            kept,
             value_weight,
             value_bias,
             gamma,
@@ -344,28 +390,32 @@ def _fast_backward(
     qp: Tensor,
     kp: Tensor,
     v: Tensor,
-    proj_weight: Tensor | None,
-    proj_bias: Tensor | None,
-    gamma: Tensor | None,
+    plan: list[tuple[int, int, int]],
+    kept: list[Tensor],
+    proj_weight: Tensor | None = None,
+    proj_bias: Tensor | None = None,
+    gamma: Tensor | None = None,
     *,
     need_qk: bool,
     need_v: bool,
-    need_gamma: bool,
+    need_gamma: bool = False,
     add_grad_out_to_v: bool,
     qk_weight: Tensor | None = None,
 ) -> tuple[Tensor | None, ...]:
-    """Gradients of y = r + gamma * proj(A v) chunk by chunk, recomputing A (and z = A v where needed).
+    """Gradients of y = r + A v or y = r + gamma (W (A v) + b), chunk by chunk along the forward's ``plan``.
 
-    With z = A v and dy the incoming gradient: G = sum_u dy_u z_u^T gives dW = gamma G and
-    dgamma = <W, G> + <b, sum_u dy_u>; the attention backward then runs on h = gamma W^T dy (or gamma dy):
+    ``kept`` holds what :func:`_fast_forward` kept for each chunk (attention weights, then z = A v with a
+    projection); each chunk's share is freed once used, and recomputed if an earlier backward has freed it.
+    With z and dy the incoming gradient: G = sum_u dy_u z_u^T gives dW = gamma G and
+    dgamma = <W, G> + <b, sum_u dy_u>; the attention backward then runs on h = gamma W^T dy (or dy):
     dA(u, i) = <h_u, v_i>, dE = A (dA - sum_j A dA) jointly over the axes, dq_u = sum_i dE(u, i) k_i,
     dk_i = sum_u dE(u, i) q_u, dv_i = sum_u A(u, i) h_u. With ``qk_weight`` (q and k projected from v) the
     projection's backward is done here too: dv += W_qk^T [dq, dk], and the returned dq, dk are replaced by
     the gradients of W_qk and b_qk.
     """
     vp = _pixel_major(v)
+    num_axes = vp.dim() - 2
     gp = grad_out.movedim(1, -1)  # (B, *S, C_out) view; chunks are copied when needed
-    scale = 1.0 if gamma is None else gamma
     grad_v = None
     if need_v:
         if add_grad_out_to_v:  # the residual's gradient, dy, is where dv starts
@@ -376,33 +426,33 @@ def _fast_backward(
     reduced = qp.shape[-1]
     grad_q = None if grad_qk is None else grad_qk[..., :reduced]
     grad_k = None if grad_qk is None else grad_qk[..., reduced:]
-    outer = grad_sum = None
+    outer = grad_sum = weight_t = None
     if proj_weight is not None:
         outer = vp.new_zeros(proj_weight.shape, dtype=qp.dtype)  # G (C_out, C_in)
         grad_sum = vp.new_zeros(proj_weight.shape[0], dtype=qp.dtype)
-    grad_gamma = vp.new_zeros((), dtype=qp.dtype) if need_gamma and proj_weight is None else None
-    need_z = proj_weight is not None or grad_gamma is not None
-    row_elements = math.prod(vp.shape[2:-1]) * max(vp.shape[-1], gp.shape[-1])
-    # gamma W^T, reused by every chunk: scaling the (C_in, C_out) weights saves a pass over each chunk's h
-    weight_t = None if proj_weight is None else (proj_weight * scale).t().contiguous()
-    for b, start, stop in _chunks(vp.shape[0], vp.shape[1], row_elements):
-        weights = _chunk_weights(qp[b], kp[b], start, stop)
+        # gamma W^T, reused by every chunk: scaling the (C_in, C_out) weights saves a pass over each chunk's h
+        weight_t = (proj_weight * gamma).t().contiguous()
+    per_chunk = num_axes + (proj_weight is not None)
+    for index, (b, start, stop) in enumerate(plan):
+        chunk_kept = kept[index * per_chunk : (index + 1) * per_chunk]
+        if _usable(chunk_kept):
+            weights, z = chunk_kept[:num_axes], chunk_kept[num_axes:]
+        else:
+            weights, z = _chunk_weights(qp[b], kp[b], start, stop), []
         if add_grad_out_to_v and proj_weight is not None and stop - start == vp.shape[1]:
             # dv starts as a copy of dy and nothing has been added to this element yet (the chunk spans it),
             # so dy is read from there instead of copied again; h below is a new tensor, not a view of g.
             g = grad_v[b]
         else:
             g = gp[b, start:stop].to(vp.dtype).contiguous()  # (n, *rest, C_out)
-        if need_z:
-            z = _chunk_aggregate(weights, vp[b], start, stop)
-            if proj_weight is not None:
-                _add_pointwise_weight_grad(outer, g, z)
-                grad_sum += g.reshape(-1, g.shape[-1]).sum(0).to(grad_sum.dtype)
-            else:
-                grad_gamma += torch.dot(g.flatten(), z.flatten()).to(grad_gamma.dtype)
+        h = g  # (n, *rest, C_in): gradient w.r.t. the aggregate
+        if proj_weight is not None:
+            z = z[0] if z else _chunk_aggregate(weights, vp[b], start, stop)
+            _add_pointwise_weight_grad(outer, g, z)
+            grad_sum += g.reshape(-1, g.shape[-1]).sum(0).to(grad_sum.dtype)
+            _release(z)
             del z
-        # (n, *rest, C_in): gradient w.r.t. the aggregate
-        h = g * scale if weight_t is None else _pointwise(g, weight_t, None)
+            h = _pointwise(g, weight_t, None)
         _chunk_attention_backward(
             weights,
             h,
@@ -415,29 +465,30 @@ def _fast_backward(
             None if grad_k is None else grad_k[b],
             None if grad_v is None else grad_v[b],
         )
-    grad_w = grad_b = None
+        for weight in weights:
+            _release(weight)
+    grad_w = grad_b = grad_gamma = None
     if proj_weight is not None:
         if need_gamma:
             grad_gamma = (outer * proj_weight.view_as(outer)).sum()
             if proj_bias is not None:
                 grad_gamma = grad_gamma + (grad_sum * proj_bias).sum()
-        grad_w = (outer * scale).view_as(proj_weight).to(proj_weight.dtype)
-        grad_b = (grad_sum * scale).to(proj_weight.dtype)
-    if grad_gamma is not None and gamma is not None:
-        grad_gamma = grad_gamma.to(gamma.dtype)
+            grad_gamma = grad_gamma.to(gamma.dtype)
+        grad_w = (outer * gamma).view_as(proj_weight).to(proj_weight.dtype)
+        grad_b = (grad_sum * gamma).to(proj_weight.dtype)
     if qk_weight is not None:
-        grad_q, grad_k = _projection_backward(grad_qk, vp, grad_v, qk_weight, row_elements)
+        grad_q, grad_k = _projection_backward(grad_qk, vp, grad_v, qk_weight, plan)
         return (grad_q, grad_k, grad_v.movedim(-1, 1), grad_w, grad_b, grad_gamma)
     channels_first = [None if t is None else t.movedim(-1, 1) for t in (grad_q, grad_k, grad_v)]
     return (*channels_first, grad_w, grad_b, grad_gamma)
 
 
 def _projection_backward(
-    grad_qk: Tensor, vp: Tensor, grad_v: Tensor, qk_weight: Tensor, row_elements: int
+    grad_qk: Tensor, vp: Tensor, grad_v: Tensor, qk_weight: Tensor, plan: list[tuple[int, int, int]]
 ) -> tuple[Tensor, Tensor]:
     """Backward of qk = W_qk v + b_qk, chunk by chunk: dv += W_qk^T dqk in place; returns (dW_qk, db_qk)."""
     grad_weight = torch.zeros_like(qk_weight, dtype=grad_qk.dtype)
-    for b, start, stop in _chunks(vp.shape[0], vp.shape[1], row_elements):
+    for b, start, stop in plan:
         g = grad_qk[b, start:stop].to(vp.dtype)
         # accumulated in place by the matmul: no (n, *rest, C) temporary and no separate add
         grad_v[b, start:stop].view(-1, grad_v.shape[-1]).addmm_(g.reshape(-1, g.shape[-1]), qk_weight)
