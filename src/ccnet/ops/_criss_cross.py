@@ -15,12 +15,12 @@ Two implementations of the same maths:
   as aggregating projected values, because every row of A sums to one. The only temporaries of size
   (B, C, H, W) are then the output and, for inputs that are not channels-last, their channels-last copy.
   For backward it saves q and k, its inputs as given, and what backward would otherwise recompute: each
-  chunk's attention weights and, with the projection, its aggregate A x (measured at (1, 512, 97, 97), R=2:
-  forward+backward 10% faster than recomputing them and keeping a channels-last copy of the input instead,
-  live training peak 115 vs 108 MB). Backward frees each chunk's
-  share as soon as it is used (``_release``), so its peak stays where recomputation would have it. The 1x1
-  projections run as channels-last convolutions; on CPU in float32 they call oneDNN directly
-  (``use_onednn``), which ``F.conv2d`` does only with more than one thread.
+  chunk's attention weights and, with the projection, its aggregate A x. Backward frees every tensor of a
+  chunk as soon as it is done with it (kept ones with ``_release``) and allocates dq/dk only when it needs
+  them. Measured at (1, 512, 97, 97), R=2, against recomputing and keeping a channels-last copy of the input
+  instead: forward+backward 12% faster, live training peak 106 vs 108 MB. The 1x1 projections run as
+  channels-last convolutions; on CPU in float32 they call oneDNN directly (``use_onednn``), which
+  ``F.conv2d`` does only with more than one thread.
 * the portable path: the same maths in plain differentiable tensor ops, with no shape-dependent Python loop,
   used when tracing, compiling or exporting (TorchScript, ``torch.compile``, ONNX), and for small problems
   (``SMALL_PROBLEM_ELEMENTS``), where it is faster.
@@ -49,7 +49,7 @@ from ccnet.ops._lines import (
 # per-position tensor (32 MB in float32), which bounds the temporaries of large inputs. Large chunks pay: in
 # backward the axis-0 products contract over the chunk's rows (63 vs 51 GFLOP/s here at 97 vs 49 rows).
 # Measured at (1, 512, 97, 97), R=2: one chunk (this budget) instead of two makes forward+backward 4-8%
-# faster; live training peak 115 MB (peak RSS 115-134 MB: it varies with heap fragmentation; the budget,
+# faster; live training peak 106 MB (peak RSS 110-121 MB: it varies with heap fragmentation; the budget,
 # 0.36x of the einsum formulation, is 126-139 MB).
 CHUNK_ELEMENTS = 1 << 23
 # Below this many elements per batch element, the per-chunk Python work of the fast path costs more than
@@ -422,10 +422,7 @@ def _fast_backward(
             grad_v = gp.to(vp.dtype, memory_format=torch.contiguous_format, copy=True)
         else:
             grad_v = torch.zeros_like(vp)
-    grad_qk = vp.new_zeros((*qp.shape[:-1], 2 * qp.shape[-1]), dtype=qp.dtype) if need_qk else None
-    reduced = qp.shape[-1]
-    grad_q = None if grad_qk is None else grad_qk[..., :reduced]
-    grad_k = None if grad_qk is None else grad_qk[..., reduced:]
+    grad_qk = None  # (B, *S, 2C'), dq then dk; allocated when first needed, which lowers the peak
     outer = grad_sum = weight_t = None
     if proj_weight is not None:
         outer = vp.new_zeros(proj_weight.shape, dtype=qp.dtype)  # G (C_out, C_in)
@@ -453,20 +450,16 @@ def _fast_backward(
             _release(z)
             del z
             h = _pointwise(g, weight_t, None)
-        _chunk_attention_backward(
-            weights,
-            h,
-            qp[b],
-            kp[b],
-            vp[b],
-            start,
-            stop,
-            None if grad_q is None else grad_q[b],
-            None if grad_k is None else grad_k[b],
-            None if grad_v is None else grad_v[b],
-        )
+        if grad_v is not None:
+            _chunk_value_grad(weights, h, vp[b], start, stop, grad_v[b])
+        grad_e = _chunk_energy_grad(weights, h, vp[b], start, stop) if need_qk else None
+        del h  # what follows needs only dE: h and the weights go before dq and dk are accumulated
         for weight in weights:
             _release(weight)
+        if grad_e is not None:
+            if grad_qk is None:
+                grad_qk = vp.new_zeros((*qp.shape[:-1], 2 * qp.shape[-1]), dtype=qp.dtype)
+            _chunk_qk_grads(grad_e, qp[b], kp[b], start, stop, grad_qk[b])
     grad_w = grad_b = grad_gamma = None
     if proj_weight is not None:
         if need_gamma:
@@ -479,6 +472,8 @@ def _fast_backward(
     if qk_weight is not None:
         grad_q, grad_k = _projection_backward(grad_qk, vp, grad_v, qk_weight, plan)
         return (grad_q, grad_k, grad_v.movedim(-1, 1), grad_w, grad_b, grad_gamma)
+    reduced = qp.shape[-1]
+    grad_q, grad_k = (None, None) if grad_qk is None else (grad_qk[..., :reduced], grad_qk[..., reduced:])
     channels_first = [None if t is None else t.movedim(-1, 1) for t in (grad_q, grad_k, grad_v)]
     return (*channels_first, grad_w, grad_b, grad_gamma)
 
@@ -497,40 +492,42 @@ def _projection_backward(
     return grad_weight.to(qk_weight.dtype), grad_bias.to(qk_weight.dtype)
 
 
-def _chunk_attention_backward(
-    weights: list[Tensor],
-    h: Tensor,
-    qb: Tensor,
-    kb: Tensor,
-    vb: Tensor,
-    start: int,
-    stop: int,
-    grad_qb: Tensor | None,
-    grad_kb: Tensor | None,
-    grad_vb: Tensor | None,
+def _chunk_value_grad(
+    weights: list[Tensor], h: Tensor, vb: Tensor, start: int, stop: int, grad_vb: Tensor
 ) -> None:
-    """Accumulate the chunk's share of dq, dk, dv (per-element pixel-major buffers) for gradient h."""
-    num_axes = vb.dim() - 1
-    v_chunk = vb[start:stop]
-    if grad_vb is not None:
-        for d in range(1, num_axes):
-            a = weights[d].to(vb.dtype)
-            local_products_into(grad_vb[start:stop], a, h, d, transpose=True, accumulate=True)
-        add_bmm(global_lines(grad_vb), weights[0].to(vb.dtype).transpose(1, 2), global_lines(h))
-    if grad_qb is None:
-        return
-    # dA(u, i) = <h_u, v_i>, then dE = A * (dA - sum_j A dA), in place.
-    grad_e = [torch.bmm(global_lines(h), global_lines(vb).transpose(1, 2)).to(qb.dtype)]  # (R, n, S0)
-    for d in range(1, num_axes):
-        grad_a = local_energies(h, v_chunk, d)
-        grad_e.append(grad_a.to(qb.dtype))
-    weighted = qb.new_zeros(h.shape[:-1])  # (n, *rest)
-    for d in range(num_axes):
-        _grid(weighted, d).add_(torch.linalg.vecdot(weights[d], grad_e[d]))
-    for d in range(num_axes):
-        grad_e[d].sub_(_grid(weighted, d).unsqueeze(-1)).mul_(weights[d])
+    """dv_i += sum_u A(u, i) h_u over the chunk's queries u; vb, grad_vb: per-element (S0, *rest, C)."""
+    for d in range(1, vb.dim() - 1):
+        a = weights[d].to(vb.dtype)
+        local_products_into(grad_vb[start:stop], a, h, d, transpose=True, accumulate=True)
+    add_bmm(global_lines(grad_vb), weights[0].to(vb.dtype).transpose(1, 2), global_lines(h))
+
+
+def _chunk_energy_grad(weights: list[Tensor], h: Tensor, vb: Tensor, start: int, stop: int) -> list[Tensor]:
+    """Gradients of the chunk's energies, laid out like its weights, in their dtype.
+
+    dA(u, i) = <h_u, v_i>, then dE = A dA - A sum_j A dA jointly over the axes, in place (no temporaries).
+    """
+    dtype = weights[0].dtype
+    grad_e = [torch.bmm(global_lines(h), global_lines(vb).transpose(1, 2)).to(dtype)]  # (R, n, S0)
+    for d in range(1, vb.dim() - 1):
+        grad_e.append(local_energies(h, vb[start:stop], d).to(dtype))
+    weighted = weights[0].new_zeros(h.shape[:-1])  # (n, *rest): sum_j A dA
+    for d, (weight, grad) in enumerate(zip(weights, grad_e)):
+        _grid(weighted, d).add_(grad.mul_(weight).sum(-1))
+    for d, (weight, grad) in enumerate(zip(weights, grad_e)):
+        grad.addcmul_(weight, _grid(weighted, d).unsqueeze(-1), value=-1)
+    return grad_e
+
+
+def _chunk_qk_grads(
+    grad_e: list[Tensor], qb: Tensor, kb: Tensor, start: int, stop: int, grad_qkb: Tensor
+) -> None:
+    """dq_u += sum_i dE(u, i) k_i and dk_i += sum_u dE(u, i) q_u; grad_qkb: per-element (S0, *rest, 2C'),
+    dq then dk."""
+    reduced = qb.shape[-1]
+    grad_qb, grad_kb = grad_qkb[..., :reduced], grad_qkb[..., reduced:]
     q_chunk, k_chunk = qb[start:stop], kb[start:stop]
-    for d in range(1, num_axes):
+    for d in range(1, qb.dim() - 1):
         local_products_into(grad_qb[start:stop], grad_e[d], k_chunk, d, transpose=False, accumulate=True)
         local_products_into(grad_kb[start:stop], grad_e[d], q_chunk, d, transpose=True, accumulate=True)
     add_bmm(global_lines(grad_qb, start, stop), grad_e[0], global_lines(kb))
