@@ -29,7 +29,6 @@ Two implementations of the same maths:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -74,17 +73,19 @@ def _pixel_major(t: Tensor) -> Tensor:
     return t.movedim(1, -1).contiguous()
 
 
-def _chunks(batch: int, rows: int, row_elements: int) -> Iterator[tuple[int, int, int]]:
-    """(batch index, first row, stop row) blocks of axis 0 covering every batch element, each holding at most
-    ``CHUNK_ELEMENTS`` elements (at least one row).
+def _chunk_plan(v: Tensor, out_channels: int) -> list[tuple[int, int, int]]:
+    """The chunks of channels-first v (B, C, *S) for an output of ``out_channels`` channels: (batch index,
+    first row, stop row) blocks of axis 0 covering every batch element, each holding at most
+    ``CHUNK_ELEMENTS`` elements of the widest per-position tensor (at least one row). Forward and backward
+    walk the same plan.
 
     Blocks have equal sizes (within one row): a small remainder block would run inefficient small matmuls.
     """
+    batch, rows = v.shape[0], v.shape[2]
+    row_elements = math.prod(v.shape[3:]) * max(v.shape[1], out_channels)
     count = math.ceil(rows / max(1, CHUNK_ELEMENTS // max(1, row_elements)))
     step = math.ceil(rows / count)
-    for b in range(batch):
-        for start in range(0, rows, step):
-            yield b, start, min(start + step, rows)
+    return [(b, start, min(start + step, rows)) for b in range(batch) for start in range(0, rows, step)]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -192,13 +193,6 @@ def _add_pointwise_weight_grad(out: Tensor, g: Tensor, x: Tensor) -> None:
         out.addmm_(g2.t(), x2)
     else:
         out += (g2.t() @ x2).to(out.dtype)
-
-
-def _chunk_plan(v: Tensor, out_channels: int) -> list[tuple[int, int, int]]:
-    """The chunks (batch index, first row, stop row) of channels-first v (B, C, *S) for an output of
-    ``out_channels`` channels; forward and backward walk the same plan."""
-    row_elements = math.prod(v.shape[3:]) * max(v.shape[1], out_channels)
-    return list(_chunks(v.shape[0], v.shape[2], row_elements))
 
 
 def _fast_forward(
