@@ -7,8 +7,9 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 import ccnet
-from ccnet.ops import _criss_cross
-from ccnet.ops._criss_cross import cca_block, criss_cross
+from ccnet.ops import chunks, projection
+from ccnet.ops.dispatch import cca_block, criss_cross
+from ccnet.ops.layout import pixel_major
 from tests.oracles import criss_cross_mask, dense_cca_block, dense_criss_cross
 
 
@@ -19,11 +20,11 @@ def path(request, monkeypatch):
     "fast-chunked" is the fast path with one row of axis 0 per chunk, to cross chunk boundaries.
     """
     if request.param == "portable":
-        monkeypatch.setattr("ccnet.ops._criss_cross.use_portable_path", lambda: True)
+        monkeypatch.setattr("ccnet.ops.dispatch.use_portable_path", lambda: True)
         return "portable"
-    monkeypatch.setattr("ccnet.ops._criss_cross.SMALL_PROBLEM_ELEMENTS", 0)
+    monkeypatch.setattr("ccnet.ops.dispatch.SMALL_PROBLEM_ELEMENTS", 0)
     if request.param == "fast-chunked":
-        monkeypatch.setattr("ccnet.ops._criss_cross.CHUNK_ELEMENTS", 1)
+        monkeypatch.setattr("ccnet.ops.chunks.CHUNK_ELEMENTS", 1)
     return "fast"
 
 
@@ -294,14 +295,14 @@ def test_backward_uses_what_forward_kept_and_recomputes_on_a_second_pass(cls, pa
     the first backward recomputes nothing, a second one through the same graph (retain_graph) recomputes,
     and both, like backward under activation checkpointing or saved-tensor hooks, equal the oracle's."""
     recomputed = []
-    for name in ("_chunk_weights", "_chunk_aggregate"):
-        original = getattr(_criss_cross, name)
+    for name in ("attention_weights", "aggregate"):
+        original = getattr(chunks, name)
 
         def spy(*args, _original=original, _name=name):
             recomputed.append(_name)
             return _original(*args)
 
-        monkeypatch.setattr(_criss_cross, name, spy)
+        monkeypatch.setattr(chunks, name, spy)
     module = _module(cls)
     grid = (5, 7) if cls is ccnet.CrissCrossAttention else (3, 4, 5)
     x = torch.randn(2, 16, *grid, dtype=torch.float64, requires_grad=True)
@@ -415,10 +416,10 @@ def test_fresh_module_is_identity_and_state_dict_names():
 def test_onednn_selection_per_device_and_dtype():
     cpu32 = torch.empty(1, 2, 3, 1)
     expected = torch.backends.mkldnn.is_available()
-    assert _criss_cross.use_onednn(cpu32) is expected
-    assert not _criss_cross.use_onednn(cpu32.double())  # oneDNN has no float64 kernels
-    assert not _criss_cross.use_onednn(cpu32.bfloat16())
-    assert not _criss_cross.use_onednn(torch.empty(1, 2, 3, 1, device="meta"))  # stands in for CUDA
+    assert projection.use_onednn(cpu32) is expected
+    assert not projection.use_onednn(cpu32.double())  # oneDNN has no float64 kernels
+    assert not projection.use_onednn(cpu32.bfloat16())
+    assert not projection.use_onednn(torch.empty(1, 2, 3, 1, device="meta"))  # stands in for CUDA
 
 
 @pytest.fixture(params=["onednn", "conv2d"])
@@ -434,7 +435,7 @@ def projection_kernel(request, monkeypatch):
         return real(*args)
 
     monkeypatch.setattr(torch, "mkldnn_convolution", spy)
-    monkeypatch.setattr(_criss_cross, "use_onednn", lambda t, on=request.param == "onednn": on)
+    monkeypatch.setattr(projection, "use_onednn", lambda t, on=request.param == "onednn": on)
     return request.param, calls
 
 
@@ -447,8 +448,8 @@ def projection_kernel(request, monkeypatch):
 def test_projection_kernels_match_oracle_float32(cls, grid, chunk_elements, projection_kernel, monkeypatch):
     """Both kernels of the fast path, forced on CPU, against the float64 oracle: forward and gradients."""
     kernel, calls = projection_kernel
-    monkeypatch.setattr("ccnet.ops._criss_cross.SMALL_PROBLEM_ELEMENTS", 0)
-    monkeypatch.setattr("ccnet.ops._criss_cross.CHUNK_ELEMENTS", chunk_elements)
+    monkeypatch.setattr("ccnet.ops.dispatch.SMALL_PROBLEM_ELEMENTS", 0)
+    monkeypatch.setattr("ccnet.ops.chunks.CHUNK_ELEMENTS", chunk_elements)
     module = _module(cls)
     x64 = torch.randn(2, 16, *grid, dtype=torch.float64)
     module32 = _module(cls).float()
@@ -469,7 +470,7 @@ def test_projection_kernels_match_oracle_float32(cls, grid, chunk_elements, proj
 
 def test_projection_kernels_agree_in_float32(projection_kernel, monkeypatch):
     """The forced kernel against F.conv2d on a larger float32 problem (no oracle needed: same maths)."""
-    monkeypatch.setattr("ccnet.ops._criss_cross.SMALL_PROBLEM_ELEMENTS", 0)
+    monkeypatch.setattr("ccnet.ops.dispatch.SMALL_PROBLEM_ELEMENTS", 0)
     torch.manual_seed(10)
     rcca = ccnet.RecurrentCrissCrossAttention(64)
     with torch.no_grad():
@@ -478,7 +479,7 @@ def test_projection_kernels_agree_in_float32(projection_kernel, monkeypatch):
     y = rcca(x)
     (grad,) = torch.autograd.grad(y.square().sum(), x)
     with monkeypatch.context() as patch:
-        patch.setattr(_criss_cross, "use_onednn", lambda t: False)
+        patch.setattr(projection, "use_onednn", lambda t: False)
         y_ref = rcca(x)
         (grad_ref,) = torch.autograd.grad(y_ref.square().sum(), x)
     torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
@@ -496,7 +497,7 @@ def test_pixel_major_is_a_contiguous_channels_last_view(shape, layout):
         t = t.contiguous(memory_format=torch.channels_last if t.dim() == 4 else torch.channels_last_3d)
     elif layout == "strided":
         t = torch.randn(*shape[:-1], 2 * shape[-1])[..., ::2]
-    out = _criss_cross._pixel_major(t)
+    out = pixel_major(t)
     assert out.is_contiguous()
     assert torch.equal(out, t.movedim(1, -1))
 
@@ -511,17 +512,17 @@ def test_pointwise_with_strided_weight_and_bias(contiguous, projection_kernel):
     if contiguous:
         weight, bias = weight.contiguous(), bias.contiguous()
     expected = x @ weight.t() + bias
-    torch.testing.assert_close(_criss_cross._pointwise(x, weight, bias), expected)
-    torch.testing.assert_close(_criss_cross._pointwise(x, weight, None), x @ weight.t())
+    torch.testing.assert_close(projection.project(x, weight, bias), expected)
+    torch.testing.assert_close(projection.project(x, weight, None), x @ weight.t())
 
 
 def test_flop_count_includes_the_projections_of_the_cpu_path():
     """torch's FLOP counter must see the oneDNN 1x1 projections (ccnet info / bench / benchmarks use it)."""
-    from torch.utils.flop_counter import FlopCounterMode
+    from ccnet.measure import flop_counter
 
     C, reduced, H, W, R = 64, 8, 40, 40, 2
     module = ccnet.RecurrentCrissCrossAttention(C, recurrence=R)
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+    with torch.no_grad(), flop_counter() as counter:
         module(torch.randn(1, C, H, W))
     N = H * W
     projections = R * 2 * N * C * (2 * reduced + C)  # by hand: 1x1 convs C -> C'/C'/C on every pixel

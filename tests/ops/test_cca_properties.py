@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ccnet.ops._criss_cross import cca_block, criss_cross
+from ccnet.ops.dispatch import cca_block, criss_cross
 from tests.oracles import dense_criss_cross
 
 # Tolerances per input dtype, relative to a float64 oracle on O(1) data.
@@ -43,7 +43,7 @@ def test_random_shapes_and_dtypes(batch, c_qk, c_v, grid, dtype, path, chunk_ele
         q, k, v = (t.contiguous(memory_format=fmt) for t in (q, k, v))
     q.requires_grad_()
     v.requires_grad_()
-    with mock.patch("ccnet.ops._criss_cross.CHUNK_ELEMENTS", chunk_elements):
+    with mock.patch("ccnet.ops.chunks.CHUNK_ELEMENTS", chunk_elements):
         out = criss_cross(q, k, v, len(grid), path=path)
     assert out.dtype == dtype and out.shape == v.shape
     # The oracle sees the same rounded inputs, so only the op's own rounding is measured.
@@ -52,7 +52,7 @@ def test_random_shapes_and_dtypes(batch, c_qk, c_v, grid, dtype, path, chunk_ele
     tol = TOLERANCE[dtype]
     torch.testing.assert_close(out.double(), expected, atol=tol, rtol=tol)
     upstream = torch.randn(expected.shape, generator=generator, dtype=torch.float64)
-    with mock.patch("ccnet.ops._criss_cross.CHUNK_ELEMENTS", chunk_elements):
+    with mock.patch("ccnet.ops.chunks.CHUNK_ELEMENTS", chunk_elements):
         grad_q, grad_v = torch.autograd.grad(out, (q, v), upstream.to(dtype))
     want_q, want_v = torch.autograd.grad(expected, (q_ref, v_ref), upstream)
     assert torch.isfinite(grad_q).all() and torch.isfinite(grad_v).all()
@@ -85,8 +85,8 @@ def test_random_fused_blocks(batch, channels, reduced, grid, dtype, onednn, chun
     x = x64.to(dtype).requires_grad_()
     params = [p.to(dtype).requires_grad_() for p in params64]
     with (
-        mock.patch("ccnet.ops._criss_cross.CHUNK_ELEMENTS", chunk_elements),
-        mock.patch("ccnet.ops._criss_cross.use_onednn", lambda t: onednn),
+        mock.patch("ccnet.ops.chunks.CHUNK_ELEMENTS", chunk_elements),
+        mock.patch("ccnet.ops.projection.use_onednn", lambda t: onednn),
     ):
         y = cca_block(x, len(grid), *params, path="fast")
         upstream = torch.randn(y.shape, generator=generator, dtype=torch.float64)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ccnet.ops._criss_cross import cca_block
-from ccnet.ops.functional import _shape
+from ccnet.ops.dispatch import cca_block
+from ccnet.ops.functional import format_shape
 
 __all__ = ["CrissCrossAttention", "RecurrentCrissCrossAttention"]
 
@@ -44,7 +44,7 @@ class _CrissCrossAttentionNd(nn.Module):
         ):
             raise ValueError(
                 f"{type(self).__name__}: expected a non-empty input {self._layout} with "
-                f"C={self.in_channels}, got shape {_shape(x)}"
+                f"C={self.in_channels}, got shape {format_shape(x)}"
             )
         # One projection for query and key; the value projection runs after aggregation, inside the op.
         qk_weight = torch.cat([self.query_conv.weight, self.key_conv.weight]).flatten(1)  # (2C', C)

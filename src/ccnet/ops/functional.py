@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from ccnet.ops._criss_cross import autocast_enabled, criss_cross
+from ccnet.ops.dispatch import autocast_enabled, criss_cross
 
 _LAYOUTS = {2: "(B, C, H, W)", 3: "(B, C, T, H, W)"}
 
 
-def _shape(t: Tensor) -> str:
+def format_shape(t: Tensor) -> str:
     return "(" + ", ".join(str(s) for s in t.shape) + ")"
 
 
@@ -21,12 +21,14 @@ def check_attention_inputs(op: str, query: Tensor, key: Tensor, value: Tensor, n
         if not isinstance(t, Tensor):
             raise ValueError(f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}")
         if t.dim() != num_axes + 2:
-            raise ValueError(f"{op}: {name} must have {num_axes + 2} dims {layout}, got shape {_shape(t)}")
+            raise ValueError(
+                f"{op}: {name} must have {num_axes + 2} dims {layout}, got shape {format_shape(t)}"
+            )
         if t.numel() == 0:
-            raise ValueError(f"{op}: {name} has an empty dimension, got shape {_shape(t)}")
+            raise ValueError(f"{op}: {name} has an empty dimension, got shape {format_shape(t)}")
         if not t.is_floating_point():
             raise ValueError(f"{op}: {name} must be a floating-point tensor, got {t.dtype}")
-    shapes = f"query {_shape(query)}, key {_shape(key)}, value {_shape(value)}"
+    shapes = f"query {format_shape(query)}, key {format_shape(key)}, value {format_shape(value)}"
     if query.shape != key.shape:
         raise ValueError(f"{op}: query and key must have the same shape, got {shapes}")
     if value.shape[0] != query.shape[0] or value.shape[2:] != query.shape[2:]:
