@@ -1,25 +1,25 @@
-"""Measurement helpers shared by the attention benchmarks: interleaved timing, peak memory of one run in a
-fresh subprocess, forward FLOPs.
+"""What the attention benchmark scripts (``attention.py``, ``video.py``) share: their command line and the
+per-case loops around :mod:`ccnet.measure` (which does the timing, the fresh-process peak memory, the FLOPs
+and the machine description).
 
-A benchmark script using :func:`memory_in_subprocesses` must answer ``--memory-worker IMPL MODE --threads N
---shape ...`` by printing :func:`peak_increase_mb` of that case as its last output.
+A case is an input shape; an implementation is a name that ``build(name, channels)`` turns into a module;
+each is measured in both :data:`MODES`. A script using :func:`memory_cases` defines a module-level
+``memory_workload(name, shape, mode)`` (usually :func:`module_workload`) that the memory workers call.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
+
+from ccnet.measure import Workload, peak_memory, peak_memory_supported, time_interleaved
 
 MODES = ("forward", "forward_backward")
+Case = tuple[int, ...]
 
 
 def forward(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -34,88 +34,64 @@ def forward_backward(module: nn.Module, x: torch.Tensor) -> None:
     module(x).sum().backward()
 
 
-def forward_flops(module: nn.Module, x: torch.Tensor) -> int:
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        module(x)
-    return counter.get_total_flops()
+def module_workload(module: nn.Module, x: torch.Tensor, small: torch.Tensor, mode: str) -> Workload:
+    """One ``mode`` run of ``module`` on ``x``, after a warm-up of both modes on the smaller ``small``
+    (kernels and libraries load, but the allocator keeps no full-size pools)."""
+
+    def warmup() -> None:
+        forward(module, small)
+        forward_backward(module, small.requires_grad_())
+
+    def run() -> None:
+        if mode == "forward":
+            forward(module, x)
+        else:
+            forward_backward(module, x.requires_grad_())
+
+    return Workload(run=run, warmup=warmup)
 
 
-def time_interleaved(
-    cases: Sequence[tuple[int, ...]],
-    build: Callable[[str, int], nn.Module],
-    names: Sequence[str],
-    repetitions: int,
-) -> dict:
-    """Median seconds per (case, implementation, mode); implementations interleaved within a repetition.
-    ``build(name, channels)`` makes an implementation."""
-    samples: dict = {}
+def time_cases(
+    cases: Sequence[Case], build: Callable[[str, int], nn.Module], names: Sequence[str], repetitions: int
+) -> dict[tuple[Case, str, str], float]:
+    """Median seconds per (case, implementation, mode); within a case every implementation and mode
+    alternates in each repetition (:func:`ccnet.measure.time_interleaved`)."""
+    times = {}
     for shape in cases:
         x = torch.randn(shape)
         xg = x.clone().requires_grad_()
         modules = {name: build(name, shape[1]) for name in names}
-        for module in modules.values():  # warm-up
-            forward(module, x)
-            forward_backward(module, xg)
-        for _ in range(repetitions):
-            for name, module in modules.items():
-                for mode, fn, arg in (("forward", forward, x), ("forward_backward", forward_backward, xg)):
-                    start = time.perf_counter()
-                    fn(module, arg)
-                    samples.setdefault((shape, name, mode), []).append(time.perf_counter() - start)
-    return {key: statistics.median(values) for key, values in samples.items()}
+        functions = {}
+        for name, module in modules.items():
+            functions[(name, "forward")] = lambda m=module, x=x: forward(m, x)
+            functions[(name, "forward_backward")] = lambda m=module, xg=xg: forward_backward(m, xg)
+        for (name, mode), seconds in time_interleaved(functions, repetitions).items():
+            times[(shape, name, mode)] = seconds
+    return times
 
 
-def _status_kb(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"/proc/self/status has no {field} line")
-
-
-def peak_increase_mb(module: nn.Module, x: torch.Tensor, small: torch.Tensor, mode: str) -> float:
-    """Run in a fresh process: peak RSS increase (MB) of one run on ``x`` over the warmed-up process.
-
-    The process has built the module and allocated the input; it warms up on ``small`` (loading kernels and
-    libraries), then its peak-RSS mark is reset (Linux /proc/self/clear_refs) and the increase of the peak
-    over the resident size at that moment is what the run costs.
-    """
-    forward(module, small)
-    forward_backward(module, small.requires_grad_())
-    Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
-    baseline_kb = _status_kb("VmRSS")
-    if mode == "forward":
-        forward(module, x)
-    else:
-        forward_backward(module, x.requires_grad_())
-    return (_status_kb("VmHWM") - baseline_kb) / 1024
-
-
-def memory_in_subprocesses(
-    script: str, cases: Sequence[tuple[int, ...]], names: Sequence[str], threads: int, runs: int
-) -> dict:
-    """Peak RSS increase (MB) per (case, implementation, mode): the median of ``runs`` fresh processes of
-    ``script`` in worker mode."""
-    if not Path("/proc/self/clear_refs").exists():
+def memory_cases(
+    script: str, cases: Sequence[Case], names: Sequence[str], threads: int, runs: int
+) -> dict[tuple[Case, str, str], float]:
+    """Peak RSS increase (MB) per (case, implementation, mode): the median of ``runs`` fresh processes
+    running ``script``'s ``memory_workload``."""
+    if not peak_memory_supported():
         raise SystemExit("memory measurement needs Linux /proc/self/clear_refs; run with --no-memory")
+    workload = f"{Path(script).resolve()}:memory_workload"
     results = {}
     for shape in cases:
         for name in names:
             for mode in MODES:
-                command = [sys.executable, script, "--memory-worker", name, mode]
-                command += ["--threads", str(threads), "--shape", *map(str, shape)]
-                peaks = []
-                for _ in range(runs):
-                    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-                    peaks.append(float(output.split()[-1]))
-                results[(shape, name, mode)] = statistics.median(peaks)
+                arguments = {"name": name, "shape": list(shape), "mode": mode}
+                measured = peak_memory(workload, arguments, threads=threads, runs=runs)
+                results[(shape, name, mode)] = measured.increase_mb
     return results
 
 
 def benchmark_arguments(
-    argv: Sequence[str] | None, description: str, repetitions: int, quick_repetitions: int, shape_dims: int
+    argv: Sequence[str] | None, description: str, repetitions: int, quick_repetitions: int
 ) -> argparse.Namespace:
-    """The options every benchmark script takes (including the hidden worker mode of
-    :func:`memory_in_subprocesses`); sets torch's thread count."""
+    """The options every attention benchmark takes; sets torch's thread count."""
     parser = argparse.ArgumentParser(
         description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -129,8 +105,6 @@ def benchmark_arguments(
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--no-memory", action="store_true", help="skip the subprocess memory measurements")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
-    parser.add_argument("--memory-worker", nargs=2, metavar=("IMPL", "MODE"), help=argparse.SUPPRESS)
-    parser.add_argument("--shape", nargs=shape_dims, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.repetitions = args.repetitions or (quick_repetitions if args.quick else repetitions)
     torch.set_num_threads(args.threads)

@@ -8,35 +8,27 @@ Four implementations with identical weights, R=2 for the criss-cross ones:
 * ``bmm``      -- the classic bmm formulation with an explicit (B*W, H, H) -inf diagonal tensor;
 * ``nonlocal`` -- one non-local block (embedded Gaussian, C/8 query/key, C value, gamma residual).
 
-Measured in ONE run: inference forward time, forward+backward time (medians of interleaved repetitions),
-peak memory for forward+backward and for inference (each the median of 3 fresh subprocesses, 1 with --quick:
-peak RSS increase over the same process after it built the module, allocated the input and warmed up), and
-forward FLOPs
-(torch.utils.flop_counter). Writes ``benchmarks/results/attention[-quick].{json,md}``.
+Measured in ONE run (with :mod:`ccnet.measure`): inference forward time, forward+backward time (medians of
+interleaved repetitions), peak memory for forward+backward and for inference (each the median of 3 fresh
+subprocesses, 1 with --quick: peak RSS increase over the same process after it built the module, allocated
+the input and warmed up), and forward FLOPs. Writes ``benchmarks/results/attention[-quick].{json,md}``, which
+name the machine (CPU model and flags, threads).
 
-    python benchmarks/attention.py            # full run (several minutes)
-    python benchmarks/attention.py --quick    # small sizes, a minute
+    python benchmarks/attention.py            # full run
+    python benchmarks/attention.py --quick    # small sizes (smoke run)
 """
 
 from __future__ import annotations
 
 import json
-import platform
 import sys
 
 import torch
-from _measure import (
-    benchmark_arguments,
-    forward,
-    forward_flops,
-    memory_in_subprocesses,
-    peak_increase_mb,
-    time_interleaved,
-)
+from _measure import benchmark_arguments, forward, memory_cases, module_workload, time_cases
 from torch import nn
 
 import ccnet
-from ccnet.engine.report import cpu_name
+from ccnet.measure import Workload, count_flops, describe_machine, machine
 
 IMPLEMENTATIONS = ["ccnet", "einsum", "bmm", "nonlocal"]
 BASELINE = "einsum"
@@ -147,11 +139,12 @@ def build(name: str, channels: int) -> nn.Module:
 # measurements
 
 
-def memory_worker(name: str, shape: tuple[int, ...], mode: str) -> float:
-    """Runs in a fresh process: peak RSS increase (MB) of one run (see ``_measure.peak_increase_mb``)."""
+def memory_workload(name: str, shape: list[int], mode: str) -> Workload:
+    """What a memory worker measures: one ``mode`` run of ``name`` on ``shape``, warmed up at a quarter of
+    the size (see ``_measure.module_workload``)."""
     torch.manual_seed(0)
     small = torch.randn(*shape[:2], *(max(1, s // 4) for s in shape[2:]))
-    return peak_increase_mb(build(name, shape[1]), torch.randn(shape), small, mode)
+    return module_workload(build(name, shape[1]), torch.randn(shape), small, mode)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -166,11 +159,8 @@ def check_equal_outputs(shape) -> dict[str, float]:
 
 
 def main(argv=None) -> int:
-    # 11 repetitions: single samples vary by +-20% on a shared 2-core host; the medians then within a few %
-    args = benchmark_arguments(argv, __doc__, 11, 5, shape_dims=4)
-    if args.memory_worker:
-        print(memory_worker(args.memory_worker[0], tuple(args.shape), args.memory_worker[1]))
-        return 0
+    # 11 repetitions: single samples vary a lot on a shared host; the median of 11 is stable
+    args = benchmark_arguments(argv, __doc__, 11, 5)
 
     cases = QUICK_CASES if args.quick else FULL_CASES
     repetitions = args.repetitions
@@ -181,16 +171,14 @@ def main(argv=None) -> int:
     )
     differences = check_equal_outputs(cases[0])
     print("max |baseline - ccnet| output difference:", {k: f"{v:.2e}" for k, v in differences.items()})
-    flops = {(s, n): forward_flops(build(n, s[1]), torch.randn(s)) for s in cases for n in IMPLEMENTATIONS}
+    flops = {(s, n): _forward_flops(n, s) for s in cases for n in IMPLEMENTATIONS}
     print("timing ...", flush=True)
-    times = time_interleaved(cases, build, IMPLEMENTATIONS, repetitions)
+    times = time_cases(cases, build, IMPLEMENTATIONS, repetitions)
     memory = {}
     if not args.no_memory:
         print("memory (one subprocess per measurement) ...", flush=True)
         # The allocator's fragmentation varies from process to process: the full run reports a median.
-        memory = memory_in_subprocesses(
-            __file__, cases, IMPLEMENTATIONS, args.threads, 1 if args.quick else 3
-        )
+        memory = memory_cases(__file__, cases, IMPLEMENTATIONS, args.threads, 1 if args.quick else 3)
 
     rows = []
     for shape in cases:
@@ -207,17 +195,11 @@ def main(argv=None) -> int:
                     )
             rows.append(row)
     verdicts = _verdicts(rows, cases[0], bool(memory))
-    report = _markdown(rows, verdicts, differences, args, repetitions)
+    environment = machine()
+    report = _markdown(rows, verdicts, differences, args, repetitions, environment)
     print(report)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = "attention-quick" if args.quick else "attention"
-    environment = {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "threads": args.threads,
-        "machine": platform.machine(),
-        "processor": cpu_name(),
-    }
     (args.out / f"{stem}.json").write_text(
         json.dumps(
             {
@@ -264,11 +246,16 @@ def _verdicts(rows, shape, with_memory: bool) -> dict:
     return verdicts
 
 
-def _markdown(rows, verdicts, differences, args, repetitions) -> str:
+def _forward_flops(name: str, shape: tuple[int, ...]) -> int:
+    module, x = build(name, shape[1]), torch.randn(shape)
+    return count_flops(lambda: module(x))
+
+
+def _markdown(rows, verdicts, differences, args, repetitions, environment) -> str:
     lines = [
         f"# Criss-cross attention benchmark ({'quick' if args.quick else 'full'})",
         "",
-        f"torch {torch.__version__}, {args.threads} threads, {cpu_name()}; R={RECURRENCE} for the "
+        f"{describe_machine(environment)}; R={RECURRENCE} for the "
         f"criss-cross implementations, one block for non-local; medians of {repetitions} interleaved "
         f"repetitions; ratios are to `{BASELINE}` in the same run. Memory: peak RSS increase over a "
         f"warmed-up process holding the module and input. Max output difference to ccnet: "

@@ -14,12 +14,12 @@ activations have realistic scales; attention gamma = 0.5):
 * time: median of ``--repetitions`` (default 5) interleaved repetitions after one warm-up; images/s;
 * memory: peak RSS of a fresh subprocess per (variant, case) (``--no-memory`` skips it): ``peak MB`` is the
   process's high-water mark, ``+MB`` the increase of the peak during one run over the warmed-up process
-  (Linux ``/proc/self/clear_refs``), the same method as ``benchmarks/attention.py``.
+  (:func:`ccnet.measure.peak_memory`, the same method as ``benchmarks/attention.py``).
 
-Writes ``benchmarks/results/model[-quick].{json,md}``.
+Writes ``benchmarks/results/model[-quick].{json,md}``, which name the machine (CPU model and flags, threads).
 
-    python benchmarks/model.py              # full run (~15 minutes on 2 cores)
-    python benchmarks/model.py --quick      # ccnet_tiny at small sizes, seconds (smoke test)
+    python benchmarks/model.py              # full run (the slowest benchmark)
+    python benchmarks/model.py --quick      # ccnet_tiny at small sizes (smoke run)
 """
 
 from __future__ import annotations
@@ -27,9 +27,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import platform
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,9 +38,16 @@ import torch.nn.functional as F
 from torch import nn
 
 import ccnet
-from ccnet.engine.export import LogitsOnly, compare_outputs, export_onnx, onnxruntime_session
-from ccnet.engine.fast import cpu_supports_bf16, optimize_for_inference
-from ccnet.engine.report import cpu_name
+from ccnet.deploy.export import LogitsOnly, compare_outputs, export_onnx, onnxruntime_session
+from ccnet.deploy.fast import cpu_supports_bf16, optimize_for_inference
+from ccnet.measure import (
+    Workload,
+    describe_machine,
+    machine,
+    peak_memory,
+    peak_memory_supported,
+    time_interleaved,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NUM_CLASSES = 19
@@ -180,15 +184,9 @@ def time_inference(model, variants, cases, repetitions, onnx_path, threads) -> t
                 "max_abs_diff": parity.max_abs_diff,
                 "argmax_agreement": parity.argmax_agreement,
             }
-        samples: dict[str, list[float]] = {name: [] for name in runners}
-        for repetition in range(repetitions):
-            order = list(runners) if repetition % 2 == 0 else list(reversed(runners))
-            for name in order:
-                start = time.perf_counter()
-                runners[name].run(x)
-                samples[name].append(time.perf_counter() - start)
-        for name, values in samples.items():
-            times[(shape, name)] = statistics.median(values)
+        functions = {name: (lambda r=runner, x=x: r.run(x)) for name, runner in runners.items()}
+        for name, seconds in time_interleaved(functions, repetitions, warmup=0).items():
+            times[(shape, name)] = seconds
         print(f"  {shape}: " + ", ".join(f"{n} {times[(shape, n)]:.3f} s" for n in runners), flush=True)
     return times, accuracy
 
@@ -199,68 +197,46 @@ def time_training(model, variants, cases, repetitions) -> dict:
     for shape in cases:
         x, target = _inputs(shape)
         runners = {name: TrainRunner(name, model) for name in variants}
-        for runner in runners.values():
-            runner.run(x, target)
-        samples: dict[str, list[float]] = {name: [] for name in runners}
-        for repetition in range(repetitions):
-            order = list(runners) if repetition % 2 == 0 else list(reversed(runners))
-            for name in order:
-                start = time.perf_counter()
-                runners[name].run(x, target)
-                samples[name].append(time.perf_counter() - start)
-        for name, values in samples.items():
-            times[(shape, name)] = statistics.median(values)
+        functions = {name: (lambda r=runner, x=x, t=target: r.run(x, t)) for name, runner in runners.items()}
+        for name, seconds in time_interleaved(functions, repetitions).items():
+            times[(shape, name)] = seconds
         print(f"  train {shape}: " + ", ".join(f"{n} {times[(shape, n)]:.3f} s" for n in runners), flush=True)
     return times
 
 
-def _status_kb(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"/proc/self/status has no {field} line")
-
-
-def memory_worker(
-    model_name: str, phase: str, variant: str, shape: tuple[int, ...], onnx_path: Path | None, threads: int
-) -> tuple[float, float]:
-    """In a fresh process: (peak RSS MB of the process, peak increase MB of one run after a warm-up run)."""
+def memory_workload(
+    model_name: str, phase: str, variant: str, shape: list[int], onnx_path: str | None, threads: int
+) -> Workload:
+    """What a memory worker measures: one inference or training step of ``variant`` on ``shape``; the
+    warm-up is one step at the same size (kernels, libraries, compilation, optimizer state)."""
     model = build_model(model_name)
     x, target = _inputs(shape)
     if phase == "inference":
-        runner = InferenceRunner(variant, model, onnx_path, threads)
-        del model
-
-        def step():
-            runner.run(x)
-    else:
-        train_runner = TrainRunner(variant, model)
-        del model
-
-        def step():
-            train_runner.run(x, target)
-
-    step()  # warm-up at the same size: kernels, libraries, compilation, optimizer state
-    Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
-    baseline_kb = _status_kb("VmRSS")
-    step()
-    peak_kb = _status_kb("VmHWM")
-    return peak_kb / 1024, (peak_kb - baseline_kb) / 1024
+        runner = InferenceRunner(variant, model, None if onnx_path is None else Path(onnx_path), threads)
+        return Workload(run=lambda: runner.run(x))
+    train_runner = TrainRunner(variant, model)
+    return Workload(run=lambda: train_runner.run(x, target))
 
 
 def measure_memory(model_name, jobs, onnx_path, threads) -> dict:
     """(phase, case, variant) -> {"peak_mb", "increase_mb"}: one fresh subprocess each."""
-    if not Path("/proc/self/clear_refs").exists():
+    if not peak_memory_supported():
         raise SystemExit("memory measurement needs Linux /proc/self/clear_refs; run with --no-memory")
+    workload = f"{Path(__file__).resolve()}:memory_workload"
     results = {}
     for phase, shape, variant in jobs:
-        command = [sys.executable, __file__, "--memory-worker", phase, variant, "--model", model_name]
-        command += ["--threads", str(threads), "--shape", *map(str, shape)]
-        if onnx_path is not None:
-            command += ["--onnx", str(onnx_path)]
-        output = subprocess.run(command, check=True, capture_output=True, text=True).stdout.split()
-        results[(phase, shape, variant)] = {"peak_mb": float(output[-2]), "increase_mb": float(output[-1])}
-        print(f"  memory {phase} {shape} {variant}: {output[-2]} MB peak, +{output[-1]} MB", flush=True)
+        arguments = {
+            "model_name": model_name,
+            "phase": phase,
+            "variant": variant,
+            "shape": list(shape),
+            "onnx_path": None if onnx_path is None else str(onnx_path),
+            "threads": threads,
+        }
+        measured = peak_memory(workload, arguments, threads=threads)
+        results[(phase, shape, variant)] = {"peak_mb": measured.peak_mb, "increase_mb": measured.increase_mb}
+        peak, increase = measured.peak_mb, measured.increase_mb
+        print(f"  memory {phase} {shape} {variant}: {peak:.1f} MB peak, +{increase:.1f} MB", flush=True)
     return results
 
 
@@ -330,9 +306,8 @@ def _markdown(rows, verdicts, quick: bool, settings, environment) -> str:
         f"# CCNet whole-model benchmark ({'quick' if quick else 'full'})",
         "",
         f"`{settings['model']}`, {NUM_CLASSES} classes, random weights (seeded, BatchNorm calibrated), "
-        f"torch {environment['torch']}, onnxruntime {environment['onnxruntime']}, "
-        f"{environment['threads']} threads, "
-        f"{environment['processor']} (bf16 kernels: {environment['bf16_supported']}). Medians of "
+        f"{describe_machine(environment)}, onnxruntime {environment['onnxruntime']} "
+        f"(bf16 kernels: {environment['bf16_supported']}). Medians of "
         f"{settings['repetitions']} interleaved repetitions after a warm-up; speed-up = plain time / time "
         f"in the same run. Accuracy vs `plain` on the same input. Memory: fresh subprocess per row, "
         f"peak RSS of the process and peak increase during one run after a warm-up run.",
@@ -382,19 +357,8 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--render", type=Path, metavar="JSON", help="rewrite the .md (and targets) of a results file; no runs"
     )
-    parser.add_argument("--memory-worker", nargs=2, metavar=("PHASE", "VARIANT"), help=argparse.SUPPRESS)
-    parser.add_argument("--model", help=argparse.SUPPRESS)
-    parser.add_argument("--shape", nargs=4, type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--onnx", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    if args.memory_worker:
-        peak, increase = memory_worker(
-            args.model, *args.memory_worker, tuple(args.shape), args.onnx, args.threads
-        )
-        print(f"{peak:.1f} {increase:.1f}")
-        return 0
-
     if args.render:
         render(args.render)
         return 0
@@ -405,11 +369,8 @@ def main(argv=None) -> int:
     train_variants = [] if args.no_train else list(TRAIN_VARIANTS)
     train_cases = [] if args.no_train else settings["train"]
     environment = {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
+        **machine(),
         "onnxruntime": __import__("onnxruntime").__version__,
-        "threads": args.threads,
-        "processor": cpu_name(),
         "bf16_supported": cpu_supports_bf16(),
     }
     print(f"model benchmark: {settings}, variants {variants}, train {train_variants}", flush=True)

@@ -13,7 +13,7 @@ probability difference| to plain, and the mIoU against the ground truth. With ra
 different classes are nearly tied and bf16 rounding flips a few percent of pixels (``benchmarks/model.py``
 reports that worst case); this script measures the effect on a model that has learnt something.
 
-Writes ``benchmarks/results/precision.{json,md}``.
+Writes ``benchmarks/results/precision.{json,md}``, which name the machine (CPU model and flags, threads).
 
     python benchmarks/precision.py --weights runs/default/<time>/best.pt
     python benchmarks/precision.py --weights mmseg:ccnet_r50-d8_512x1024_40k_cityscapes \\
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -32,12 +31,12 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from ccnet.cli.common import split_config_items
-from ccnet.cli.eval import config_segmenter, eval_dataset, resolve_config
+from ccnet.config import ConfigError, split_config_items
+from ccnet.deploy.fast import cpu_supports_bf16, optimize_for_inference
 from ccnet.engine.checkpoint import load_model
 from ccnet.engine.evaluate import scored_mask
-from ccnet.engine.fast import cpu_supports_bf16, optimize_for_inference
-from ccnet.engine.report import cpu_name
+from ccnet.engine.setup import config_segmenter, eval_dataset, resolve_config
+from ccnet.measure import describe_machine, machine
 from ccnet.metrics import ConfusionMatrix
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -58,8 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    source, overrides = split_config_items(args.items, "precision.py")
-    config, weights = resolve_config(source, overrides, args.weights)
+    try:
+        source, overrides = split_config_items(args.items)
+        config, weights = resolve_config(source, overrides, args.weights)
+    except ConfigError as err:
+        raise SystemExit(f"precision.py: error: {err}") from None
     split = args.split or config.data.val_split
     dataset = eval_dataset(config, split)
     meta = dataset.meta
@@ -110,13 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         "images": count,
         "pixels": pixels,
         "eval": {"mode": config.eval.mode, "scales": list(config.eval.scales), "flip": config.eval.flip},
-        "environment": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "threads": args.threads,
-            "processor": cpu_name(),
-            "bf16_supported": cpu_supports_bf16(),
-        },
+        "environment": {**machine(), "bf16_supported": cpu_supports_bf16()},
         "rows": rows,
         "bf16_agreement_target": verdict,
     }
@@ -129,13 +125,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _markdown(report: dict) -> str:
+    environment = report["environment"]
     lines = [
         "# Inference variants vs plain float32 on a trained model",
         "",
         f"`{report['model']}` weights `{report['weights']}`, {report['dataset']} {report['split']} "
-        f"({report['images']} images, {report['pixels']} pixels, eval {report['eval']}); torch "
-        f"{report['environment']['torch']}, {report['environment']['threads']} threads, "
-        f"{report['environment']['processor']} (bf16 kernels: {report['environment']['bf16_supported']}).",
+        f"({report['images']} images, {report['pixels']} pixels, eval {report['eval']}); "
+        f"{describe_machine(environment)} (bf16 kernels: {environment['bf16_supported']}).",
         "",
         "| variant | argmax agreement with plain | max abs probability diff | mIoU | s / image |",
         "|---|---:|---:|---:|---:|",

@@ -8,32 +8,27 @@ stride 8), in ONE run:
 * ``nonlocal`` -- one naive non-local block over the whole clip (embedded Gaussian, C/8 query/key, C value,
                   gamma residual): each position attends to all T*H*W positions, a (THW)^2 attention matrix.
 
-Reported per T: forward and forward+backward time (medians of interleaved repetitions), peak memory of
-inference and of forward+backward (each in fresh subprocesses, as in ``attention.py``) and forward FLOPs.
-Writes ``benchmarks/results/video[-quick].{json,md}``.
+Reported per T (with :mod:`ccnet.measure`): forward and forward+backward time (medians of interleaved
+repetitions), peak memory of inference and of forward+backward (each in fresh subprocesses, as in
+``attention.py``) and forward FLOPs. Writes ``benchmarks/results/video[-quick].{json,md}``, which name the
+machine (CPU model and flags, threads). The non-local's (THW)^2 attention matrix needs several GB of memory
+at the largest T of the full run.
 
-    python benchmarks/video.py            # full run (a few minutes; the non-local needs ~6 GB at T=8)
-    python benchmarks/video.py --quick    # small sizes, under a minute
+    python benchmarks/video.py            # full run
+    python benchmarks/video.py --quick    # small sizes (smoke run)
 """
 
 from __future__ import annotations
 
 import json
-import platform
 import sys
 
 import torch
-from _measure import (
-    benchmark_arguments,
-    forward_flops,
-    memory_in_subprocesses,
-    peak_increase_mb,
-    time_interleaved,
-)
+from _measure import benchmark_arguments, memory_cases, module_workload, time_cases
 from torch import nn
 
 import ccnet
-from ccnet.engine.report import cpu_name
+from ccnet.measure import Workload, count_flops, describe_machine, machine
 
 IMPLEMENTATIONS = ["rcca3d", "nonlocal"]
 RECURRENCE = 2
@@ -71,30 +66,29 @@ def build(name: str, channels: int) -> nn.Module:
     return block
 
 
-def memory_worker(name: str, shape: tuple[int, ...], mode: str) -> float:
-    """In a fresh process: peak RSS increase (MB) of one run over the warmed-up process."""
+def memory_workload(name: str, shape: list[int], mode: str) -> Workload:
+    """What a memory worker measures: one ``mode`` run of ``name`` on the clip ``shape`` (B, C, T, H, W),
+    warmed up on all T frames at a quarter of H and W (see ``_measure.module_workload``)."""
     small = torch.randn(*shape[:3], *(max(1, s // 4) for s in shape[3:]))
-    return peak_increase_mb(build(name, shape[1]), torch.randn(shape), small, mode)
+    return module_workload(build(name, shape[1]), torch.randn(shape), small, mode)
+
+
+def _forward_flops(name: str, shape: tuple[int, ...]) -> int:
+    module, x = build(name, shape[1]), torch.randn(shape)
+    return count_flops(lambda: module(x))
 
 
 def main(argv=None) -> int:
-    args = benchmark_arguments(argv, __doc__, 5, 3, shape_dims=5)
-    if args.memory_worker:
-        print(memory_worker(args.memory_worker[0], tuple(args.shape), args.memory_worker[1]))
-        return 0
+    args = benchmark_arguments(argv, __doc__, 5, 3)
 
     setup = QUICK if args.quick else FULL
     shapes = [(1, setup["channels"], t, *setup["size"]) for t in setup["frames"]]
     repetitions = args.repetitions
     print(f"3-D criss-cross vs clip non-local: shapes {shapes}, {repetitions} repetitions", flush=True)
-    flops = {(s, n): forward_flops(build(n, s[1]), torch.randn(s)) for s in shapes for n in IMPLEMENTATIONS}
-    times = time_interleaved(shapes, build, IMPLEMENTATIONS, repetitions)
+    flops = {(s, n): _forward_flops(n, s) for s in shapes for n in IMPLEMENTATIONS}
+    times = time_cases(shapes, build, IMPLEMENTATIONS, repetitions)
     runs = 1 if args.quick else 3
-    memory = (
-        {}
-        if args.no_memory
-        else memory_in_subprocesses(__file__, shapes, IMPLEMENTATIONS, args.threads, runs)
-    )
+    memory = {} if args.no_memory else memory_cases(__file__, shapes, IMPLEMENTATIONS, args.threads, runs)
 
     rows = []
     for shape in shapes:
@@ -112,16 +106,11 @@ def main(argv=None) -> int:
                 row["infer_memory_mb"] = memory[(shape, name, "forward")]
                 row["train_memory_mb"] = memory[(shape, name, "forward_backward")]
             rows.append(row)
-    report = _markdown(rows, setup, args, repetitions)
+    environment = machine()
+    report = _markdown(rows, setup, args, repetitions, environment)
     print(report)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = "video-quick" if args.quick else "video"
-    environment = {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "threads": args.threads,
-        "processor": cpu_name(),
-    }
     payload = {"environment": environment, "repetitions": repetitions, "recurrence": RECURRENCE, "rows": rows}
     (args.out / f"{stem}.json").write_text(json.dumps(payload, indent=2))
     (args.out / f"{stem}.md").write_text(report)
@@ -129,13 +118,13 @@ def main(argv=None) -> int:
     return 0
 
 
-def _markdown(rows, setup, args, repetitions) -> str:
+def _markdown(rows, setup, args, repetitions, environment) -> str:
     channels, (height, width) = setup["channels"], setup["size"]
     lines = [
         f"# 3-D criss-cross attention vs a clip non-local ({'quick' if args.quick else 'full'})",
         "",
-        f"Clips of T frames of ({channels}, {height}, {width}) features, batch 1; torch {torch.__version__}, "
-        f"{args.threads} threads, {cpu_name()}. `rcca3d`: R={RECURRENCE}, T+H+W-2 positions per query; "
+        f"Clips of T frames of ({channels}, {height}, {width}) features, batch 1; "
+        f"{describe_machine(environment)}. `rcca3d`: R={RECURRENCE}, T+H+W-2 positions per query; "
         f"`nonlocal`: one block over all T*H*W positions. Medians of {repetitions} interleaved repetitions; "
         "memory: peak RSS increase over a warmed-up process (fresh subprocess each).",
         "",

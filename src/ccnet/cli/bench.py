@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     import dataclasses
     from pathlib import Path
 
-    from ccnet.engine.bench import BenchSettings, run_bench
+    from ccnet.reproduce.bench import BenchSettings, run_bench
 
     settings = BenchSettings.quick() if args.quick else BenchSettings()
     changes: dict = {"threads": args.threads, "memory": not args.no_memory}

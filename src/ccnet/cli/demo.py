@@ -36,7 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from ccnet.engine.demo import DemoSettings, results_markdown, run_demo
+    from ccnet.reproduce.demo import DemoSettings, run_demo
+    from ccnet.reproduce.demo_report import results_markdown
 
     if args.video:
         return _run_video(args)
@@ -78,7 +79,7 @@ def _changes(args: argparse.Namespace) -> dict | None:
 def _run_video(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from ccnet.engine.video_demo import VideoDemoSettings, run_video_demo, video_markdown
+    from ccnet.reproduce.video_demo import VideoDemoSettings, run_video_demo, video_markdown
 
     changes = _changes(args)
     if changes is None:

@@ -48,8 +48,8 @@ def _parse_size(text: str) -> tuple[int, int, int, int]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ccnet.deploy.export import export_onnx, export_torchscript, onnx_parity, torchscript_parity
     from ccnet.engine.checkpoint import load_model
-    from ccnet.engine.export import export_onnx, export_torchscript, onnx_parity, torchscript_parity
 
     try:
         shapes = [_parse_size(text) for text in args.check_sizes]

@@ -75,13 +75,13 @@ def run(args: argparse.Namespace) -> int:
         device = torch.device(args.device) if ":" in args.device else resolve_device(args.device)
         backend = getattr(args, "backend", "torch")
         if backend == "onnxruntime":
-            from ccnet.engine.ort_backend import load_onnx_model
+            from ccnet.deploy.onnxruntime_backend import load_onnx_model
 
             model, info = load_onnx_model(args.weights, device=device)
         else:
             model, info = load_model(args.weights, name=args.model, device=device)
             if backend in ("fast", "fast-bf16"):
-                from ccnet.engine.fast import optimize_for_inference
+                from ccnet.deploy.fast import optimize_for_inference
 
                 model = optimize_for_inference(model, bf16=backend == "fast-bf16")
         palette = _palette(info["palette"], args.dataset, model, model.num_classes)

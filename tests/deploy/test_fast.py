@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import ccnet
-from ccnet.engine.fast import fold_batchnorm, optimize_for_inference
+from ccnet.deploy.fast import fold_batchnorm, optimize_for_inference
 from ccnet.engine.inference import Segmenter
 
 
@@ -79,10 +79,10 @@ def test_channels_last_alone_is_equal():
 
 def test_bf16_on_a_cpu_without_bf16_kernels_warns(monkeypatch):
     model = _model()
-    monkeypatch.setattr("ccnet.engine.fast.cpu_supports_bf16", lambda: False)
+    monkeypatch.setattr("ccnet.deploy.fast.cpu_supports_bf16", lambda: False)
     with pytest.warns(RuntimeWarning, match="no native bf16 kernels"):
         optimize_for_inference(model, bf16=True)
-    monkeypatch.setattr("ccnet.engine.fast.cpu_supports_bf16", lambda: True)
+    monkeypatch.setattr("ccnet.deploy.fast.cpu_supports_bf16", lambda: True)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         optimize_for_inference(model, bf16=True)

@@ -10,31 +10,20 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["cpu_name", "environment", "markdown_table", "write_report"]
+from ccnet.measure import machine
+
+__all__ = ["environment", "markdown_table", "write_report"]
 
 SECTIONS = (("demo.md", "ccnet demo"), ("video.md", "ccnet demo --video"), ("bench.md", "ccnet bench"))
 
 
-def cpu_name() -> str:
-    """The CPU model name from /proc/cpuinfo (Linux), else ``platform.processor()``."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def environment() -> dict[str, Any]:
-    """Machine and library versions of this process (JSON-serialisable)."""
+    """The machine (:func:`ccnet.measure.machine`), library versions and date of this run (JSON values)."""
     import numpy
-    import torch
 
     import ccnet
 
@@ -44,25 +33,12 @@ def environment() -> dict[str, Any]:
         timm_version = timm.__version__
     except ImportError:  # pragma: no cover - timm is a dependency
         timm_version = None
-    memory_gb = None
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                memory_gb = round(int(line.split()[1]) / 1024**2, 1)
-    except OSError:
-        pass
     return {
         "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
         "ccnet": ccnet.__version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
         "numpy": numpy.__version__,
         "timm": timm_version,
-        "platform": platform.platform(),
-        "cpu": cpu_name(),
-        "cpu_count": os.cpu_count(),
-        "memory_gb": memory_gb,
-        "cuda": torch.cuda.is_available(),
+        **machine(),
     }
 
 
@@ -75,9 +51,15 @@ def markdown_table(header: list[str], rows: list[list[str]], align: str | None =
     return "\n".join(lines)
 
 
+def _flags(env: dict[str, Any]) -> str:
+    """`` [avx avx2 fma]``: the instruction-set flags, if recorded (reports before them have none)."""
+    return f" [{' '.join(env['cpu_flags'])}]" if env.get("cpu_flags") else ""
+
+
 def _environment_lines(env: dict[str, Any]) -> list[str]:
     return [
-        f"- machine: {env.get('cpu')} ({env.get('cpu_count')} logical cores, {env.get('memory_gb')} GB), "
+        f"- machine: {env.get('cpu')}{_flags(env)} ({env.get('cpu_count')} logical cores, "
+        f"{env.get('memory_gb')} GB), "
         f"{env.get('platform')}, CUDA {'available' if env.get('cuda') else 'not used'}",
         f"- libraries: ccnet {env.get('ccnet')}, Python {env.get('python')}, torch {env.get('torch')}, "
         f"numpy {env.get('numpy')}, timm {env.get('timm')}",

@@ -9,14 +9,14 @@ import pytest
 import torch
 
 import ccnet.cli
-from ccnet.engine.bench import (
+from ccnet.reproduce.bench import (
     BenchSettings,
     build_context,
     context_flops,
     measure_peak_memory,
     run_bench,
-    scaling_plot,
 )
+from ccnet.reproduce.bench_report import scaling_plot
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -10,8 +10,8 @@ from torch import nn
 
 import ccnet.cli
 from ccnet.data import get_dataset
-from ccnet.engine import video_demo
-from ccnet.engine.video_demo import VideoDemoSettings, checks, object_accuracy_by_frame, summarize
+from ccnet.reproduce import video_demo
+from ccnet.reproduce.video_demo import VideoDemoSettings, checks, object_accuracy_by_frame, summarize
 
 
 class ConstantClass(nn.Module):

@@ -32,7 +32,10 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from ccnet.engine.demo import _colourise, _mark, _panel, compare, run_overrides, run_tasks
+from ccnet.reproduce.figures import clip_prediction_figure
+from ccnet.reproduce.report import environment, markdown_table, write_report
+from ccnet.reproduce.runs import run_overrides, run_tasks
+from ccnet.reproduce.verdicts import compare
 
 __all__ = [
     "VideoDemoSettings",
@@ -62,8 +65,12 @@ class VideoDemoSettings:
 
     @classmethod
     def quick(cls) -> VideoDemoSettings:
-        """One seed, shorter stages, smaller validation sets: a few minutes on 2 idle cores."""
+        """One seed, shorter stages, smaller validation sets."""
         return cls(seeds=(0,), pretrain_iters=750, max_iters=250, train_length=3000, val_length=64)
+
+    def plain(self) -> dict[str, Any]:
+        """The settings as JSON values (tuples as lists), as stored in ``video.json`` and sent to workers."""
+        return {**asdict(self), "seeds": list(self.seeds), "variants": [list(v) for v in self.variants]}
 
 
 def _key(window: int, recurrence: int) -> str:
@@ -161,7 +168,7 @@ def train_window(task: dict[str, Any]) -> dict[str, Any]:
     from ccnet.config import load_config
     from ccnet.engine.train import train
 
-    logging.getLogger("ccnet").setLevel(logging.WARNING)
+    logging.getLogger("ccnet").setLevel(logging.WARNING)  # the demo reports; the runs stay quiet
     settings = _settings(task["settings"])
     config = load_config("video", _overrides(task, settings))
     start = time.perf_counter()
@@ -234,29 +241,6 @@ def _build_trained(window: int, recurrence: int, state_dict: dict[str, Any]) -> 
     return model.eval()
 
 
-def prediction_figure(models: dict[str, nn.Module], dataset: Any, indices: list[int], path: Path) -> None:
-    """PNG: for each clip, rows image / ground truth / the prediction of each variant; one column per
-    frame; the marker (the cue) outlined in cyan in its frame."""
-    from ccnet.engine.inference import Segmenter
-
-    palette = dataset.meta.palette
-    m = dataset.config.marker_size
-    tiles = []
-    for index in indices:
-        images, labels, info = dataset.generate(index)
-        (my, mx), cue = info["marker_yx"], info["marker_frame"]
-        frames = [
-            _mark(image, (my - 2, mx - 2, my + m + 2, mx + m + 2), (0, 255, 255)) if t == cue else image
-            for t, image in enumerate(images)
-        ]
-        rows = [frames, [_colourise(label, palette) for label in labels]]
-        for model in models.values():
-            predicted = Segmenter(model, mode="whole", test_scale=None).predict(images)
-            rows.append([_colourise(label, palette) for label in predicted.numpy()])
-        tiles += rows
-    _panel(tiles, [f"frame {t}" for t in range(dataset.clip_length)], 2, path)
-
-
 def _picture_indices(dataset: Any, count: int) -> list[int]:
     """Clips whose marker is not in the first frame (so most frames need the cue from elsewhere)."""
     chosen = [i for i in range(min(len(dataset), 64)) if dataset.generate(i)[2]["marker_frame"] != 0]
@@ -274,8 +258,6 @@ def run_video_demo(
     ``out_dir`` (and regenerate ``report.md``). Returns the JSON content."""
     from tqdm import tqdm
 
-    from ccnet.engine.report import environment, write_report
-
     settings = settings or VideoDemoSettings()
     if any(settings.frames % window for window, _ in settings.variants):
         raise ValueError(
@@ -285,11 +267,7 @@ def run_video_demo(
     out.mkdir(parents=True, exist_ok=True)
     env = environment()
     started = time.perf_counter()
-    plain = {
-        **asdict(settings),
-        "seeds": list(settings.seeds),
-        "variants": [list(v) for v in settings.variants],
-    }
+    plain = settings.plain()
     runs = len(settings.seeds) * (1 + len(settings.variants))
     bar = tqdm(total=runs, desc="video demo runs", unit="run", disable=not progress)
 
@@ -334,7 +312,7 @@ def run_video_demo(
     }
     val_set = _val_set(settings)
     indices = _picture_indices(val_set, settings.num_pictures)
-    prediction_figure(models, val_set, indices, out / "video_predictions.png")
+    clip_prediction_figure(models, val_set, indices, out / "video_predictions.png")
     result = {
         "environment": env,
         "settings": plain,
@@ -353,8 +331,6 @@ def run_video_demo(
 
 def video_markdown(result: dict[str, Any]) -> str:
     """The ``ccnet demo --video`` section of report.md from the JSON content of :func:`run_video_demo`."""
-    from ccnet.engine.report import markdown_table
-
     s = _settings(result["settings"])
     quick = s.max_iters < VideoDemoSettings().max_iters
     rows = [

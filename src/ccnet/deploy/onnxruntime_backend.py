@@ -6,7 +6,7 @@ float32, computed by an onnxruntime session; it exposes ``num_classes``, ``align
 and ``arch`` from the file's ccnet metadata, so :class:`ccnet.engine.inference.Segmenter` (whole, slide,
 multi-scale, flip) and ``ccnet predict --backend onnxruntime`` use it unchanged.
 
-Loading validates the file against what :func:`ccnet.engine.export.export_onnx` writes -- one input
+Loading validates the file against what :func:`ccnet.deploy.export.export_onnx` writes -- one input
 ``images`` float32 of rank 4 with 3 channels, one output ``logits`` float32 of rank 4 -- and raises
 :class:`OnnxModelError` naming the expected and the found inputs/outputs.
 """
@@ -22,7 +22,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ccnet.engine.export import INPUT_NAME, METADATA_PREFIX, OUTPUT_NAME
+from ccnet.deploy.export import INPUT_NAME, METADATA_PREFIX, OUTPUT_NAME, onnxruntime_session
+from ccnet.preprocess import Preprocess
 
 __all__ = ["OnnxModelError", "OrtSegmentationModel", "load_onnx_model"]
 
@@ -86,19 +87,12 @@ class OrtSegmentationModel(nn.Module):
             raise RuntimeError(
                 "the onnxruntime backend needs onnxruntime (pip install ccnet[export])"
             ) from err
-        options = onnxruntime.SessionOptions()
-        # Idle onnxruntime threads otherwise busy-wait and slow down PyTorch work in the same process.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if threads:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
         if providers is None:
             available = onnxruntime.get_available_providers()
             wants_cuda = self.device.type == "cuda" and "CUDAExecutionProvider" in available
             providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if wants_cuda else []
-            providers = providers or ["CPUExecutionProvider"]
         try:
-            self.session = onnxruntime.InferenceSession(str(self.path), options, providers=providers)
+            self.session = onnxruntime_session(self.path, threads=threads, providers=providers)
         except Exception as err:  # onnxruntime raises its own exception types for unreadable files
             raise OnnxModelError(
                 f"{self.path} could not be loaded as an ONNX model ({type(err).__name__}: "
@@ -117,8 +111,6 @@ class OrtSegmentationModel(nn.Module):
         self.palette = self.metadata.get("palette")
         preprocess = self.metadata.get("preprocess")
         if preprocess is not None:
-            from ccnet.models.zoo import Preprocess
-
             self.preprocess = Preprocess(
                 mean=tuple(preprocess["mean"]), std=tuple(preprocess["std"]), bgr=bool(preprocess["bgr"])
             )

@@ -12,8 +12,7 @@ from PIL import Image
 
 import ccnet
 import ccnet.cli
-from ccnet.engine.checkpoint import checkpoint_meta
-from ccnet.engine.export import (
+from ccnet.deploy.export import (
     compare_outputs,
     export_onnx,
     export_onnx_module,
@@ -21,6 +20,7 @@ from ccnet.engine.export import (
     onnx_parity,
     torchscript_parity,
 )
+from ccnet.engine.checkpoint import checkpoint_meta
 from ccnet.models.weights import save_weights
 
 HAS_ONNX = all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime", "onnxscript"))
@@ -118,8 +118,8 @@ def test_torchscript_trace_roundtrip_matches_at_other_sizes(model, tmp_path):
 
 @needs_onnx
 def test_ort_backend_runs_through_the_segmenter(model, onnx_file):
+    from ccnet.deploy.onnxruntime_backend import load_onnx_model
     from ccnet.engine.inference import Segmenter
-    from ccnet.engine.ort_backend import load_onnx_model
 
     ort_model, info = load_onnx_model(onnx_file)
     assert ort_model.num_classes == len(CLASSES) and info["classes"] == CLASSES and info["palette"] == PALETTE
@@ -160,7 +160,7 @@ def _wrong_rank_file(path):
     ids=["input-name", "rank", "not-onnx"],
 )
 def test_bad_onnx_files_name_expected_and_found_inputs(tmp_path, make, found):
-    from ccnet.engine.ort_backend import OnnxModelError, OrtSegmentationModel
+    from ccnet.deploy.onnxruntime_backend import OnnxModelError, OrtSegmentationModel
 
     path = tmp_path / "bad.onnx"
     make(path)

@@ -9,17 +9,11 @@ import pytest
 import torch
 
 import ccnet.cli
-from ccnet.engine.demo import (
-    VARIANTS,
-    attention_maps,
-    axis_distance,
-    criss_cross_weights,
-    log_scale,
-    ordering_checks,
-    results_markdown,
-    summarize,
-)
 from ccnet.ops import CrissCrossAttention
+from ccnet.reproduce.context_task import axis_distance
+from ccnet.reproduce.demo import VARIANTS, ordering_checks, summarize
+from ccnet.reproduce.demo_report import results_markdown
+from ccnet.reproduce.figures import attention_maps, criss_cross_weights, log_scale
 
 
 @pytest.fixture

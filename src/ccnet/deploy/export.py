@@ -5,8 +5,8 @@ float32 (the eval-mode ``out`` of :class:`~ccnet.models.SegmentationOutput`, at 
 auxiliary head is not exported). The attention ops take their portable path while exporting (see
 ``ccnet.ops``). ONNX files also carry ccnet metadata (``metadata_props``): architecture, number of classes,
 ``align_corners``, the input normalisation and, when known, the class names and palette, so that
-:class:`ccnet.engine.ort_backend.OrtSegmentationModel` and ``ccnet predict --backend onnxruntime`` need
-nothing but the file.
+:class:`ccnet.deploy.onnxruntime_backend.OrtSegmentationModel` and ``ccnet predict --backend onnxruntime``
+need nothing but the file.
 
 The 3-D criss-cross attention (:class:`~ccnet.ops.RecurrentCrissCrossAttention3d`) exports the same way
 with :func:`export_onnx_module`: ``x`` (B, C, T, H, W) -> ``y`` (B, C, T, H, W), dynamic B/T/H/W.
@@ -29,6 +29,7 @@ from ccnet.engine.dist import module_device
 
 __all__ = [
     "INPUT_NAME",
+    "METADATA_PREFIX",
     "OPSET",
     "OUTPUT_NAME",
     "LogitsOnly",
