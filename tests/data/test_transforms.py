@@ -11,16 +11,14 @@ from torchvision.transforms import v2
 
 from ccnet.data import authors_train_transforms, eval_transforms, train_transforms
 from ccnet.data.transforms import (
-    AUTHORS_MEAN_BGR,
     AUTHORS_SCALES,
-    MMSEG_MEAN,
-    MMSEG_STD,
     CatMaxRatioRandomCrop,
     PadToSize,
     RandomResize,
     keep_ratio_size,
     photometric_distortion,
 )
+from ccnet.preprocess import AUTHORS_BGR, IMAGENET_RGB
 
 
 def _pair(image: np.ndarray, mask: np.ndarray) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
@@ -92,7 +90,7 @@ def _flip_probe():
 
 
 def _column_from_image(out_image: torch.Tensor) -> torch.Tensor:
-    red = out_image[0] * MMSEG_STD[0] + MMSEG_MEAN[0]  # undo the normalisation
+    red = out_image[0] * IMAGENET_RGB.std[0] + IMAGENET_RGB.mean[0]  # undo the normalisation
     return torch.round(red / 4).to(torch.int64)
 
 
@@ -210,7 +208,7 @@ def test_authors_normalisation_is_bgr_mean_only():
     image = np.zeros((2, 2, 3), dtype=np.uint8)
     image[0, 0] = (100, 110, 120)  # R, G, B
     out_image, _ = eval_transforms(normalization="authors")(*_pair(image, np.zeros((2, 2), dtype=np.uint8)))
-    expected = [120 - AUTHORS_MEAN_BGR[0], 110 - AUTHORS_MEAN_BGR[1], 100 - AUTHORS_MEAN_BGR[2]]
+    expected = [120 - AUTHORS_BGR.mean[0], 110 - AUTHORS_BGR.mean[1], 100 - AUTHORS_BGR.mean[2]]
     np.testing.assert_allclose(out_image[:, 0, 0].numpy(), expected, rtol=1e-5)
 
 

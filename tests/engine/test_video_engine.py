@@ -225,7 +225,7 @@ def test_video_run_through_the_cli_eval_and_predict(tmp_path, monkeypatch, capsy
 
 
 def test_fast_inference_path_serves_video_models():
-    from ccnet.engine.fast import optimize_for_inference
+    from ccnet.deploy.fast import optimize_for_inference
     from ccnet.models import create_model
 
     torch.manual_seed(0)

@@ -12,11 +12,11 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from ccnet.clips import centre_index
 from ccnet.models import (
     CCNetVideo,
     CheckpointMismatchError,
     SegmentationOutput,
-    centre_index,
     create_model,
     inflate_2d_state_dict,
     list_models,

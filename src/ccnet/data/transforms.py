@@ -32,15 +32,9 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
 from ccnet.data.meta import IGNORE_INDEX, DatasetMeta
+from ccnet.preprocess import AUTHORS_BGR, IMAGENET_RGB, PREPROCESS_NAMES, Preprocess, resolve_preprocess
 
-# ImageNet statistics on the 0..255 scale, RGB order (mmsegmentation's default).
-MMSEG_MEAN = (123.675, 116.28, 103.53)
-MMSEG_STD = (58.395, 57.12, 57.375)
-# The authors' Caffe-style statistics: BGR order, mean only.
-AUTHORS_MEAN_BGR = (104.008, 116.669, 122.679)
 AUTHORS_SCALES = tuple(round(0.7 + 0.1 * step, 1) for step in range(15))  # 0.7, 0.8, ..., 2.1
-
-NORMALIZATIONS = ("mmseg", "authors")
 
 
 def keep_ratio_size(size: Sequence[int], scale: tuple[int, int] | None, ratio: float = 1.0) -> list[int]:
@@ -190,15 +184,14 @@ def photometric_distortion(
     return v2.RandomOrder([v2.RandomApply([jitter], p=0.5) for jitter in jitters])
 
 
-def normalize_transforms(normalization: str = "mmseg") -> list[v2.Transform]:
-    """``uint8`` image -> ``float32`` normalised: ``"mmseg"`` (RGB, ImageNet mean/std) or ``"authors"`` (BGR,
-    Caffe mean, no std)."""
-    to_float = v2.ToDtype({tv_tensors.Image: torch.float32, "others": None}, scale=False)
-    if normalization == "mmseg":
-        return [to_float, v2.Normalize(MMSEG_MEAN, MMSEG_STD)]
-    if normalization == "authors":
-        return [to_float, RGBToBGR(), v2.Normalize(AUTHORS_MEAN_BGR, (1.0, 1.0, 1.0))]
-    raise ValueError(f"unknown normalization {normalization!r}; expected one of {NORMALIZATIONS}")
+def normalize_transforms(normalization: Preprocess | str = IMAGENET_RGB) -> list[v2.Transform]:
+    """``uint8`` image -> ``float32`` normalised by a :class:`~ccnet.preprocess.Preprocess` or its name:
+    ``"mmseg"`` (RGB, ImageNet mean/std) or ``"authors"`` (BGR, Caffe mean, no std)."""
+    preprocess = resolve_preprocess(normalization)
+    steps: list[v2.Transform] = [v2.ToDtype({tv_tensors.Image: torch.float32, "others": None}, scale=False)]
+    if preprocess.bgr:
+        steps.append(RGBToBGR())
+    return [*steps, v2.Normalize(preprocess.mean, preprocess.std)]
 
 
 def train_transforms(
@@ -209,7 +202,7 @@ def train_transforms(
     cat_max_ratio: float = 0.75,
     flip_prob: float = 0.5,
     photometric: bool = True,
-    normalization: str = "mmseg",
+    normalization: Preprocess | str = IMAGENET_RGB,
     ignore_index: int = IGNORE_INDEX,
 ) -> v2.Compose:
     """The mmsegmentation training pipeline; output image ``float32`` ``(3, *crop_size)``, mask the same size.
@@ -241,14 +234,17 @@ def authors_train_transforms(
             RandomResize(None, ratio_range=None, ratios=scales),
             CatMaxRatioRandomCrop(crop_size, cat_max_ratio=1.0, ignore_index=ignore_index),
             v2.RandomHorizontalFlip(p=flip_prob),
-            *normalize_transforms("authors"),
+            *normalize_transforms(AUTHORS_BGR),
             PadToSize(crop_size, image_fill=0.0, mask_fill=ignore_index),
         ]
     )
 
 
 def eval_transforms(
-    scale: tuple[int, int] | None = None, *, normalization: str = "mmseg", resize_mask: bool = False
+    scale: tuple[int, int] | None = None,
+    *,
+    normalization: Preprocess | str = IMAGENET_RGB,
+    resize_mask: bool = False,
 ) -> v2.Compose:
     """Keep-ratio resize of the image to ``scale`` (``None``: no resize), then normalise.
 
@@ -267,8 +263,8 @@ def default_transforms(meta: DatasetMeta, *, train: bool, recipe: str = "mmseg")
 
     ``recipe``: ``"mmseg"`` or ``"authors"`` (the latter also normalises evaluation images the BGR way).
     """
-    if recipe not in NORMALIZATIONS:
-        raise ValueError(f"unknown recipe {recipe!r}; expected one of {NORMALIZATIONS}")
+    if recipe not in PREPROCESS_NAMES:
+        raise ValueError(f"unknown recipe {recipe!r}; expected one of {tuple(PREPROCESS_NAMES)}")
     if not train:
         return eval_transforms(meta.test_scale, normalization=recipe)
     if recipe == "authors":

@@ -53,6 +53,7 @@ from typing import Any
 
 import numpy as np
 
+from ccnet.clips import centre_index
 from ccnet.data.base import PairTransform, register_dataset
 from ccnet.data.datasets import CamVid, _sequence_and_frame
 from ccnet.data.files import DatasetError, list_files, read_image
@@ -64,15 +65,6 @@ FRAME_SUFFIXES = (".png", ".jpg", ".jpeg")
 LABEL_MODES = ("centre", "all")
 CLIP_SOURCES = ("video", "labelled")
 _SHOWN_ERRORS = 5
-
-
-def centre_index(clip_length: int) -> int:
-    """Clip index of the frame a clip of ``clip_length`` frames is labelled by: ``T // 2`` (the middle one
-    for odd lengths, the later of the two middle ones for even lengths). The model's ``frames="centre"``
-    mode and the evaluation of such models use the same index."""
-    if clip_length < 1:
-        raise ValueError(f"centre_index: a clip has at least one frame, got {clip_length}")
-    return clip_length // 2
 
 
 def clip_offsets(clip_length: int, frame_step: int = 1) -> list[int]:

@@ -200,25 +200,15 @@ def load_model(
         FileNotFoundError: the weights file does not exist.
         ValueError: no architecture known, or the weights do not fit it.
     """
-    import ccnet.models.tiny  # noqa: F401  (registers ccnet_tiny / fcn_tiny / nonlocal_tiny)
-    from ccnet.models import ZOO, convert_checkpoint, create_model, load_checkpoint_strict, read_weights
+    from ccnet.models import create_model, read_pretrained
 
-    if str(weights) in ZOO and not Path(weights).exists():
-        name = name or ZOO[str(weights)].arch
-        model = create_model(name, pretrained=weights, **dict(overrides or {}))
-        return model.to(device).eval(), {"classes": None, "palette": None}
-    path = Path(weights)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file not found: {path}")
-    checkpoint, meta = read_weights(path)
-    arch = name or meta.get("arch") or None
+    pretrained = read_pretrained(weights)
+    arch = name or pretrained.arch
     if arch is None:
-        raise ValueError(f"{path} does not name its architecture; pass the model name (--model)")
-    kwargs = {**json.loads(meta.get("model_overrides", "{}")), **dict(overrides or {})}
-    state = convert_checkpoint(checkpoint, "auto")
-    num_classes = int(state["head.classifier.weight"].shape[0]) if "head.classifier.weight" in state else None
-    model = create_model(arch, num_classes=num_classes, **kwargs)
-    load_checkpoint_strict(model, state, what=f"weights {path}")
+        raise ValueError(f"{weights} does not name its architecture; pass the model name (--model)")
+    kwargs = {**pretrained.saved_overrides, **dict(overrides or {})}
+    model = create_model(arch, pretrained=pretrained, **kwargs)
+    meta = pretrained.meta
     info = {
         "classes": tuple(json.loads(meta["classes"])) if "classes" in meta else None,
         "palette": tuple(tuple(c) for c in json.loads(meta["palette"])) if "palette" in meta else None,

@@ -24,8 +24,8 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
+from ccnet.clips import centre_index
 from ccnet.config import EvalConfig
-from ccnet.data.video import centre_index
 from ccnet.engine.dist import DistContext
 from ccnet.engine.inference import Segmenter
 from ccnet.metrics import ConfusionMatrix, SegmentationMetrics

@@ -30,6 +30,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor, nn
 
+from ccnet.preprocess import IMAGENET_RGB, Preprocess
+
 __all__ = ["Prediction", "Segmenter", "predict", "to_clip_tensor", "to_image_tensor"]
 
 AUTO = "auto"
@@ -170,8 +172,6 @@ class Segmenter:
         bgr: bool | None = None,
         batch_size: int = 4,
     ) -> None:
-        from ccnet.models.zoo import IMAGENET_RGB
-
         cfg = getattr(model, "pretrained_cfg", None)
         preprocess = getattr(model, "preprocess", None) or IMAGENET_RGB
         self.model = model
@@ -197,9 +197,11 @@ class Segmenter:
         if not self.scales or min(self.scales) <= 0:
             raise ValueError(f"scales: expected positive factors, got {scales!r}")
         self.flip = flip
-        self.mean = tuple(preprocess.mean if mean is None else mean)
-        self.std = tuple(preprocess.std if std is None else std)
-        self.bgr = preprocess.bgr if bgr is None else bgr
+        self.preprocess = Preprocess(
+            mean=tuple(preprocess.mean if mean is None else mean),
+            std=tuple(preprocess.std if std is None else std),
+            bgr=preprocess.bgr if bgr is None else bgr,
+        )
         if batch_size < 1:
             raise ValueError(f"batch_size: expected >= 1, got {batch_size}")
         self.batch_size = batch_size
@@ -253,12 +255,19 @@ class Segmenter:
     def _normalise(self, batch: Tensor) -> Tensor:
         """(B, [T,] 3, H, W) uint8 RGB -> the same shape, float normalised, in the model's channel order."""
         device, dtype = self._device_dtype()
-        x = batch.to(device=device, dtype=torch.float32)
-        if self.bgr:
-            x = x.flip(-3)
-        mean = torch.tensor(self.mean, device=device).view(3, 1, 1)
-        std = torch.tensor(self.std, device=device).view(3, 1, 1)
-        return ((x - mean) / std).to(dtype)
+        return self.preprocess(batch.to(device=device, dtype=torch.float32)).to(dtype)
+
+    @property
+    def mean(self) -> tuple[float, float, float]:
+        return self.preprocess.mean
+
+    @property
+    def std(self) -> tuple[float, float, float]:
+        return self.preprocess.std
+
+    @property
+    def bgr(self) -> bool:
+        return self.preprocess.bgr
 
     def _resize_factor(self, height: int, width: int) -> float:
         if self.test_scale is None:

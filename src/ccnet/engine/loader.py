@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ccnet.config import ConfigError, DataConfig
@@ -37,6 +36,7 @@ from ccnet.data import (
     train_transforms,
 )
 from ccnet.engine.evaluate import raw_pair
+from ccnet.preprocess import AUTHORS_BGR, Preprocess
 
 __all__ = [
     "ResumableSampler",
@@ -44,7 +44,6 @@ __all__ = [
     "build_datasets",
     "build_train_loader",
     "derive_seed",
-    "normalization_of",
     "train_transforms_for",
 ]
 
@@ -117,25 +116,14 @@ class SeededDataset(Dataset):
 
 
 # --- datasets and transforms from the config ------------------------------------------------------------
-def normalization_of(model: nn.Module) -> str:
-    """The ``ccnet.data`` normalisation matching the model's expected input (``model.preprocess``)."""
-    from ccnet.models.zoo import AUTHORS_BGR, IMAGENET_RGB
-
-    preprocess = getattr(model, "preprocess", IMAGENET_RGB)
-    if preprocess == IMAGENET_RGB:
-        return "mmseg"
-    if preprocess == AUTHORS_BGR:
-        return "authors"
-    raise ConfigError(f"model.name: the model expects an input normalisation ccnet.data lacks: {preprocess}")
-
-
-def train_transforms_for(data: DataConfig, meta: DatasetMeta, normalization: str) -> Any:
-    """The training pipeline ``data.augment`` names, with the config's sizes or the dataset's defaults."""
+def train_transforms_for(data: DataConfig, meta: DatasetMeta, preprocess: Preprocess) -> Any:
+    """The training pipeline ``data.augment`` names, with the config's sizes or the dataset's defaults,
+    normalising images as the model expects (``model.preprocess``)."""
     crop = data.crop_size or meta.crop_size
     if data.augment == "none":
-        return eval_transforms(None, normalization=normalization)
+        return eval_transforms(None, normalization=preprocess)
     if data.augment == "authors":
-        if normalization != "authors":
+        if preprocess != AUTHORS_BGR:
             raise ConfigError(
                 "data.augment='authors' normalises images the authors' way (BGR, mean only); use it with a "
                 "model expecting that input (ccnet_r101_d8_authors) or choose data.augment='mmseg'"
@@ -147,7 +135,7 @@ def train_transforms_for(data: DataConfig, meta: DatasetMeta, normalization: str
         ratio_range=data.ratio_range,
         cat_max_ratio=data.cat_max_ratio,
         photometric=data.photometric,
-        normalization=normalization,
+        normalization=preprocess,
         ignore_index=meta.ignore_index,
     )
 

@@ -20,9 +20,9 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from ccnet.clips import centre_index
 from ccnet.data import DatasetError, read_image
 from ccnet.data.files import IMAGE_SUFFIXES
-from ccnet.data.video import centre_index
 from ccnet.engine.inference import Segmenter
 
 __all__ = ["PredictReport", "colorize", "expand_inputs", "overlay", "predict_files"]

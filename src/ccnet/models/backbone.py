@@ -16,7 +16,8 @@ Named variants (``BACKBONES``) pin the dilated-ResNet layouts of the published c
   max-pool in ``ceil_mode`` and *every* block of a dilated stage at the full dilation (D8: layer3 2,2,...,
   layer4 4,4,4), fixed up after construction.
 
-Any other name is passed to timm as is (any model supporting ``features_only`` and ``output_stride``).
+``"tiny"`` is :class:`TinyBackbone`, a three-layer network for CPU runs, tests and the built-in tasks. Any
+other name is passed to timm as is (any model supporting ``features_only`` and ``output_stride``).
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import timm
-from torch import nn
+from timm.models import FeatureInfo
+from torch import Tensor, nn
 
-__all__ = ["BACKBONES", "BackboneSpec", "build_backbone", "resolve_norm"]
+__all__ = ["BACKBONES", "BackboneSpec", "TinyBackbone", "build_backbone", "resolve_norm"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,44 @@ def resolve_norm(norm: str | type[nn.Module]) -> type[nn.Module]:
     return norm
 
 
+class TinyBackbone(nn.Module):
+    """Three 3x3 conv + BN + ReLU layers, strides 2, 2, 1 (``width // 2``, ``width``, ``width`` channels):
+    (B, 3, H, W) -> ``[stage3, stage4]``, both (B, width, ceil(H/4), ceil(W/4)), the outputs of the second
+    and third layers. Its receptive field (15 px) covers a pixel's neighbourhood, not the whole image, so the
+    built-in context tasks need the context module to be solved.
+
+    Args:
+        width: channels of the stride-4 features.
+        norm: ``"bn"``, ``"syncbn"`` or a norm class.
+    """
+
+    def __init__(self, width: int = 32, *, norm: str | type[nn.Module] = "bn") -> None:
+        super().__init__()
+        norm_layer = resolve_norm(norm)
+
+        def layer(cin: int, cout: int, stride: int) -> nn.Sequential:
+            return nn.Sequential(
+                nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False),
+                norm_layer(cout),
+                nn.ReLU(inplace=True),
+            )
+
+        self.conv1 = layer(3, width // 2, 2)
+        self.conv2 = layer(width // 2, width, 2)
+        self.conv3 = layer(width, width, 1)
+        self.feature_info = FeatureInfo(
+            [
+                {"num_chs": width, "reduction": 4, "module": "conv2"},
+                {"num_chs": width, "reduction": 4, "module": "conv3"},
+            ],
+            out_indices=(0, 1),
+        )
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        stage3 = self.conv2(self.conv1(x))  # (B, width, H/4, W/4)
+        return [stage3, self.conv3(stage3)]
+
+
 def build_backbone(
     name: str,
     *,
@@ -75,14 +115,18 @@ def build_backbone(
     norm: str | type[nn.Module] = "bn",
     pretrained: bool = False,
 ) -> nn.Module:
-    """A timm features-only model returning ``[stage3, stage4]`` features (see the module docstring).
+    """A features-only model returning ``[stage3, stage4]`` features (see the module docstring).
 
     Args:
-        name: a key of ``BACKBONES`` or any timm model name.
-        output_stride: 8 or 16 (32 = no dilation).
+        name: a key of ``BACKBONES``, ``"tiny"`` or any timm model name.
+        output_stride: 8 or 16 (32 = no dilation); ignored by the tiny backbone (stride 4).
         norm: ``"bn"``, ``"syncbn"`` or a norm-layer class.
         pretrained: load timm's own ImageNet weights (needs the network).
     """
+    if name == "tiny":
+        if pretrained:
+            raise ValueError("backbone 'tiny' has no ImageNet weights")
+        return TinyBackbone(norm=norm)
     if output_stride not in (8, 16, 32):
         raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride}")
     spec = BACKBONES.get(name, BackboneSpec(name))

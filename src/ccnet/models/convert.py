@@ -29,6 +29,7 @@ __all__ = [
     "convert_backbone_checkpoint",
     "convert_checkpoint",
     "detect_source",
+    "inflate_2d_state_dict",
     "load_checkpoint_strict",
     "unwrap_state_dict",
 ]
@@ -276,3 +277,26 @@ def convert_backbone_checkpoint(checkpoint: Mapping[str, Any], source: str = "au
             key.removesuffix("running_mean") + "num_batches_tracked", torch.tensor(0, dtype=torch.long)
         )
     return {k.removeprefix("backbone."): v for k, v in out.items()}
+
+
+def inflate_2d_state_dict(state: Mapping[str, Tensor], model: nn.Module) -> dict[str, Tensor]:
+    """Weights of a 2-D CCNet (our layout, e.g. after ``convert_checkpoint``) -> weights for ``model``, its
+    video twin.
+
+    The 1x1 convs of the context module are reshaped (C', C, 1, 1) -> (C', C, 1, 1, 1) where ``model``
+    holds them in 3-D; every other tensor is passed on unchanged (also weights that already fit, so the
+    video model's own weights go through as they are). Nothing else is checked here: a strict load such as
+    :func:`load_checkpoint_strict` reports whatever still does not fit.
+    """
+    expected = model.state_dict()
+    out = dict(state)
+    for key, value in state.items():
+        target = expected.get(key)
+        if (
+            key.startswith("head.context.")
+            and target is not None
+            and value.dim() == 4
+            and target.shape == (*value.shape, 1)
+        ):
+            out[key] = value.unsqueeze(-1)
+    return out

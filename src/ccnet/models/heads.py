@@ -10,12 +10,11 @@ import math
 import torch
 from torch import Tensor, nn
 
+from ccnet.models.architecture import ACTIVATIONS, CONTEXTS, HeadConfig
 from ccnet.models.backbone import resolve_norm
-from ccnet.ops import RecurrentCrissCrossAttention
+from ccnet.ops import RecurrentCrissCrossAttention, RecurrentCrissCrossAttention3d
 
 __all__ = ["AuxHead", "ContextHead", "ConvNormAct", "NonLocal2d", "make_activation", "make_context"]
-
-_ACTIVATIONS = ("relu", "leaky_relu")
 
 
 def make_activation(activation: str) -> nn.Module:
@@ -24,7 +23,7 @@ def make_activation(activation: str) -> nn.Module:
         return nn.ReLU(inplace=True)
     if activation == "leaky_relu":
         return nn.LeakyReLU(0.01, inplace=True)
-    raise ValueError(f"activation: unknown {activation!r}; allowed: {list(_ACTIVATIONS)}")
+    raise ValueError(f"activation: unknown {activation!r}; allowed: {list(ACTIVATIONS)}")
 
 
 class ConvNormAct(nn.Sequential):
@@ -73,17 +72,22 @@ class NonLocal2d(nn.Module):
         return x + self.norm(self.conv_out(y))
 
 
-def make_context(
-    kind: str, channels: int, *, recurrence: int = 2, norm: str | type[nn.Module] = "bn"
-) -> nn.Module:
-    """The context module of :class:`ContextHead`: ``"rcca"``, ``"nonlocal"`` or ``"none"`` (identity)."""
-    if kind == "rcca":
-        return RecurrentCrissCrossAttention(channels, recurrence=recurrence)
-    if kind == "nonlocal":
-        return NonLocal2d(channels, norm=norm)
-    if kind == "none":
+def make_context(head: HeadConfig, *, norm: str | type[nn.Module] = "bn", num_axes: int = 2) -> nn.Module:
+    """The context module ``head.context`` names, on ``head.channels`` channels: recurrent criss-cross
+    attention over (B, C, H, W) features, or over (B, C, T, H, W) clips with ``num_axes=3``; a non-local
+    block (2-D only); or the identity (``"none"``)."""
+    if head.context == "rcca":
+        rcca = RecurrentCrissCrossAttention if num_axes == 2 else RecurrentCrissCrossAttention3d
+        return rcca(head.channels, recurrence=head.recurrence, reduction=head.reduction)
+    if num_axes != 2:
+        raise ValueError(
+            f"video models need the criss-cross attention context (context='rcca'), got {head.context!r}"
+        )
+    if head.context == "nonlocal":
+        return NonLocal2d(head.channels, norm=norm)
+    if head.context == "none":
         return nn.Identity()
-    raise ValueError(f"context: unknown {kind!r}; allowed: 'rcca', 'nonlocal', 'none'")
+    raise ValueError(f"context: unknown {head.context!r}; allowed: {list(CONTEXTS)}")
 
 
 class ContextHead(nn.Module):
@@ -91,7 +95,8 @@ class ContextHead(nn.Module):
 
     conv_in 3x3 (C_in -> C) + norm + act; ``context`` (RCCA applied R times, a non-local block, or the
     identity for the FCN baseline); conv_out 3x3 (C -> C) + norm + act; concat([input, result]) ->
-    bottleneck 3x3 (C_in + C -> C) + norm + act; Dropout2d; 1x1 classifier with bias.
+    bottleneck 3x3 (C_in + C -> C) + norm + act; Dropout2d; 1x1 classifier with bias. C, the dropout rate
+    and the activation come from ``head``.
 
     (B, C_in, h, w) stage-4 features -> (B, K, h, w) logits.
     """
@@ -101,18 +106,17 @@ class ContextHead(nn.Module):
         in_channels: int,
         num_classes: int,
         context: nn.Module,
+        head: HeadConfig,
         *,
-        channels: int = 512,
-        dropout: float = 0.1,
         norm: str | type[nn.Module] = "bn",
-        activation: str = "relu",
     ) -> None:
         super().__init__()
+        channels, activation = head.channels, head.activation
         self.conv_in = ConvNormAct(in_channels, channels, norm=norm, activation=activation)
         self.context = context
         self.conv_out = ConvNormAct(channels, channels, norm=norm, activation=activation)
         self.bottleneck = ConvNormAct(in_channels + channels, channels, norm=norm, activation=activation)
-        self.dropout = nn.Dropout2d(dropout)
+        self.dropout = nn.Dropout2d(head.dropout)
         self.classifier = nn.Conv2d(channels, num_classes, 1)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -130,23 +134,17 @@ class ContextHead(nn.Module):
 class AuxHead(nn.Module):
     """Auxiliary FCN head for deep supervision on stage-3 features (used in training only).
 
-    conv_in 3x3 (C_in -> C) + norm + act; Dropout2d; 1x1 classifier with bias.
-    (B, C_in, h, w) -> (B, K, h, w).
+    conv_in 3x3 (C_in -> C) + norm + act; Dropout2d; 1x1 classifier with bias; C = ``head.aux_channels``,
+    dropout and activation as in ``head``. (B, C_in, h, w) -> (B, K, h, w).
     """
 
     def __init__(
-        self,
-        in_channels: int,
-        num_classes: int,
-        *,
-        channels: int = 256,
-        dropout: float = 0.1,
-        norm: str | type[nn.Module] = "bn",
-        activation: str = "relu",
+        self, in_channels: int, num_classes: int, head: HeadConfig, *, norm: str | type[nn.Module] = "bn"
     ) -> None:
         super().__init__()
-        self.conv_in = ConvNormAct(in_channels, channels, norm=norm, activation=activation)
-        self.dropout = nn.Dropout2d(dropout)
+        channels = head.aux_channels
+        self.conv_in = ConvNormAct(in_channels, channels, norm=norm, activation=head.activation)
+        self.dropout = nn.Dropout2d(head.dropout)
         self.classifier = nn.Conv2d(channels, num_classes, 1)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -4,14 +4,15 @@
 frame (B, T, K, H, W) (``frames="all"``) or of the centre frame ``centre_index(T)`` only (B, K, H, W)
 (``frames="centre"``); ``aux`` likewise in train mode, else None.
 
-The network is its 2-D twin (``ccnet3d_r50_d8`` <-> ``ccnet_r50_d8`` etc.) with the context module
-inflated: the backbone, the decode head's convolutions and the auxiliary head run frame by frame, while
-the recurrent criss-cross attention (:class:`~ccnet.ops.RecurrentCrissCrossAttention3d`) runs on the
+The network is its 2-D twin (``ccnet3d_r50_d8`` <-> ``ccnet_r50_d8`` etc.) with a 3-D context module: the
+backbone, the decode head's convolutions and the auxiliary head run frame by frame, while the recurrent
+criss-cross attention (:class:`~ccnet.ops.RecurrentCrissCrossAttention3d`) runs on the
 (B, C, T, h, w) features of a clip, each position attending to its time line, row and column. The state
 dict has the 2-D twin's keys; only the 1x1 query/key/value conv weights of the context module gain a
-trailing 1 ((C', C, 1, 1) -> (C', C, 1, 1, 1)), so 2-D weights load after :func:`inflate_2d_state_dict`
-(``create_model(..., pretrained=...)`` does this for zoo entries and files of the 2-D twin). With T = 1 the
-video model computes exactly what its 2-D twin computes.
+trailing 1 ((C', C, 1, 1) -> (C', C, 1, 1, 1)), so 2-D weights load after
+:func:`ccnet.models.convert.inflate_2d_state_dict` (``create_model(..., pretrained=...)`` does this for zoo
+entries and files of the 2-D twin). With T = 1 the video model computes exactly what its 2-D twin computes,
+and built from the same random seed the two hold the same weights.
 
 ``clip_length`` L is the span of one attention window. Clips of T = n L frames are cut into n windows of
 L consecutive frames that are processed independently (predicting every frame only), so a model with
@@ -20,30 +21,16 @@ L = 1 segments the frames of any clip one by one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ccnet.data.video import centre_index
-from ccnet.models.ccnet import CCNet, SegmentationOutput, ccnet_r50_d8, ccnet_r101_d8
-from ccnet.models.registry import register_model
-from ccnet.models.tiny import ccnet_tiny
-from ccnet.models.zoo import IMAGENET_RGB, Preprocess
-from ccnet.ops import RecurrentCrissCrossAttention, RecurrentCrissCrossAttention3d
+from ccnet.clips import centre_index
+from ccnet.models.architecture import FRAMES, Architecture
+from ccnet.models.ccnet import CCNet, SegmentationOutput, build_parts
+from ccnet.preprocess import IMAGENET_RGB, Preprocess
 
-__all__ = ["FRAMES", "TWINS_2D", "CCNetVideo", "centre_index", "inflate_2d_state_dict"]
-
-FRAMES = ("all", "centre")
-
-# Video architecture -> the 2-D architecture whose weights (zoo entries, saved files) it loads.
-TWINS_2D: dict[str, str] = {
-    "ccnet3d_r50_d8": "ccnet_r50_d8",
-    "ccnet3d_r101_d8": "ccnet_r101_d8",
-    "ccnet3d_tiny": "ccnet_tiny",
-}
+__all__ = ["CCNetVideo", "build_ccnet_video"]
 
 
 def _shape(x: Tensor) -> tuple[int, ...]:
@@ -152,73 +139,15 @@ def _check_frames(frames: str) -> None:
         raise ValueError(f"CCNetVideo: frames must be one of {list(FRAMES)}, got {frames!r}")
 
 
-def inflate_2d_state_dict(state: Mapping[str, Tensor], model: nn.Module) -> dict[str, Tensor]:
-    """Weights of a 2-D CCNet (our layout, e.g. after ``convert_checkpoint``) -> weights for ``model``, its
-    video twin.
-
-    The 1x1 convs of the context module are reshaped (C', C, 1, 1) -> (C', C, 1, 1, 1) where ``model``
-    holds them in 3-D; every other tensor is passed on unchanged (also weights that already fit, so the
-    video model's own weights go through as they are). Nothing else is checked here: a strict load such as
-    :func:`ccnet.models.convert.load_checkpoint_strict` reports whatever still does not fit.
-    """
-    expected = model.state_dict()
-    out = dict(state)
-    for key, value in state.items():
-        target = expected.get(key)
-        if (
-            key.startswith("head.context.")
-            and target is not None
-            and value.dim() == 4
-            and target.shape == (*value.shape, 1)
-        ):
-            out[key] = value.unsqueeze(-1)
-    return out
-
-
-def _from_2d(model: CCNet, *, clip_length: int, frames: str) -> CCNetVideo:
-    """The video twin of a freshly built 2-D CCNet with RCCA, taking over (not copying) its modules.
-
-    The 3-D attention starts from the 2-D one's initial weights, so a video model and its 2-D twin built
-    from the same random seed hold the same weights.
-    """
-    rcca = model.head.context
-    if not isinstance(rcca, RecurrentCrissCrossAttention) or isinstance(rcca, RecurrentCrissCrossAttention3d):
-        raise ValueError(
-            f"video models need the criss-cross attention context (context='rcca'), got {type(rcca).__name__}"
-        )
-    inflated = RecurrentCrissCrossAttention3d(
-        rcca.cca.in_channels, recurrence=rcca.recurrence, reduction=rcca.cca.reduction
-    )
-    with torch.no_grad():
-        weights_2d = dict(rcca.named_parameters())
-        for name, p in inflated.named_parameters():
-            p.copy_(weights_2d[name].reshape(p.shape))
-    model.head.context = inflated
+def build_ccnet_video(arch: Architecture, num_classes: int) -> CCNetVideo:
+    """A video CCNet as ``arch`` describes, with random weights: the 2-D network with a 3-D context module
+    (see :func:`ccnet.models.ccnet.build_parts`)."""
+    if arch.clip_length is None:
+        raise ValueError("build_ccnet_video: the architecture has no clip_length (an image model)")
     return CCNetVideo(
-        model.backbone,
-        model.head,
-        model.aux_head,
-        clip_length=clip_length,
-        frames=frames,
-        align_corners=model.align_corners,
-        preprocess=model.preprocess,
+        *build_parts(arch, num_classes, num_axes=3),
+        clip_length=arch.clip_length,
+        frames=arch.frames,
+        align_corners=arch.align_corners,
+        preprocess=arch.preprocess,
     )
-
-
-@register_model
-def ccnet3d_r50_d8(*, clip_length: int = 5, frames: str = "all", **overrides: Any) -> CCNetVideo:
-    """Video CCNet (3-D RCCA, R=2) on ResNet-50-V1c, output stride 8; loads ``ccnet_r50_d8`` weights."""
-    return _from_2d(ccnet_r50_d8(**overrides), clip_length=clip_length, frames=frames)
-
-
-@register_model
-def ccnet3d_r101_d8(*, clip_length: int = 5, frames: str = "all", **overrides: Any) -> CCNetVideo:
-    """Video CCNet (3-D RCCA, R=2) on ResNet-101-V1c, output stride 8; loads ``ccnet_r101_d8`` weights."""
-    return _from_2d(ccnet_r101_d8(**overrides), clip_length=clip_length, frames=frames)
-
-
-@register_model
-def ccnet3d_tiny(*, clip_length: int = 5, frames: str = "all", **overrides: Any) -> CCNetVideo:
-    """Tiny video CCNet (``ccnet_tiny`` with 3-D RCCA) for CPU runs and tests; loads ``ccnet_tiny``
-    weights."""
-    return _from_2d(ccnet_tiny(**overrides), clip_length=clip_length, frames=frames)

@@ -13,32 +13,15 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
+from ccnet.preprocess import IMAGENET_RGB, Preprocess
+
 __all__ = [
-    "AUTHORS_BGR",
-    "IMAGENET_RGB",
     "IMAGENET_WEIGHTS",
     "ZOO",
-    "Preprocess",
     "WeightsEntry",
     "get_weights",
     "list_weights",
 ]
-
-
-@dataclass(frozen=True)
-class Preprocess:
-    """Input normalisation of a checkpoint family: ``(pixel - mean) / std`` per channel, in channel order
-    BGR when ``bgr`` (mean and std are then given in BGR order too), on 0..255 pixel values."""
-
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    bgr: bool = False
-
-
-# mmsegmentation, SSSegmentation and torchvision-style ImageNet statistics, RGB.
-IMAGENET_RGB = Preprocess(mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375))
-# The CCNet authors' code: BGR, mean subtraction only.
-AUTHORS_BGR = Preprocess(mean=(104.008, 116.669, 122.679), std=(1.0, 1.0, 1.0), bgr=True)
 
 
 @dataclass(frozen=True)
