@@ -8,11 +8,9 @@ from pathlib import Path
 import pytest
 
 from ccnet.config import (
-    BUILTIN_CONFIGS,
     CONFIG_DIR,
     Config,
     ConfigError,
-    config_from_dict,
     config_to_dict,
     load_config,
     save_config,
@@ -110,7 +108,6 @@ def test_file_errors(tmp_path: Path):
 @pytest.mark.parametrize("name", ["default", "video"])
 def test_builtin_configs_equal_their_yaml_files(name):
     assert load_config(name) == load_config(CONFIG_DIR / f"{name}.yaml")
-    assert load_config(name) == config_from_dict(BUILTIN_CONFIGS[name])
     assert load_config("default").model.name == "ccnet_tiny"
 
 

@@ -6,25 +6,15 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Sequence
 
 CONFIG_HELP = (
-    "a config file (configs/*.yaml), a config name (default: the built-in 'default') and/or overrides "
+    "a config file, the name of a shipped config (ccnet train --list; default: 'default') and/or overrides "
     "key.sub=value (e.g. train.max_iters=200 optim.lr=0.02 data.root=/data/cityscapes)"
 )
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("items", nargs="*", metavar="CONFIG|KEY=VALUE", help=CONFIG_HELP)
-
-
-def split_config_items(items: Sequence[str], prog: str) -> tuple[str | None, list[str]]:
-    """(config file or name, overrides): items with ``=`` are overrides, at most one other is the config."""
-    overrides = [item for item in items if "=" in item]
-    sources = [item for item in items if "=" not in item]
-    if len(sources) > 1:
-        raise SystemExit(f"{prog}: error: more than one config given: {sources} (overrides need key=value)")
-    return (sources[0] if sources else None), overrides
 
 
 def rank() -> int:

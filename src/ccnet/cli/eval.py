@@ -13,20 +13,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from ccnet.cli.common import add_config_arguments, fail, rank, setup_logging, split_config_items
-
-if TYPE_CHECKING:
-    from torch import nn
-
-    from ccnet.config import Config
-    from ccnet.data.base import SegmentationDataset
-    from ccnet.data.meta import DatasetMeta
-    from ccnet.engine.inference import Segmenter
+from ccnet.cli.common import add_config_arguments, fail, rank, setup_logging
 
 PROG = "ccnet eval"
-_ZOO_DATASETS = {"voc12aug": "voc"}  # zoo dataset name -> ccnet.data name
 BACKENDS = ("torch", "fast", "fast-bf16")
 
 
@@ -45,81 +35,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
-def _zoo_config(name: str) -> dict:
-    """Config values (model, dataset, protocol) of a zoo entry."""
-    from ccnet.models import get_weights
-
-    entry = get_weights(name)
-    config: dict = {
-        "name": name.replace(":", "_"),
-        "model": {"name": entry.arch, **entry.model_kwargs},
-        "data": {
-            "dataset": _ZOO_DATASETS.get(entry.dataset, entry.dataset),
-            "crop_size": list(entry.crop_size),
-        },
-        "eval": {"mode": entry.test_mode},
-    }
-    if entry.test_scale:
-        config["eval"]["test_scale"] = list(entry.test_scale)
-    if entry.test_mode == "slide":
-        config["eval"]["crop_size"] = list(entry.crop_size)
-        config["eval"]["stride"] = list(entry.test_stride or entry.crop_size)
-    return config
-
-
-def resolve_config(source: str | None, overrides: list[str], weights: str | None):
-    """(config, weights): from a zoo name, a config, the run's config.yaml beside the weights, or default."""
-    from ccnet.config import ConfigError, load_config
-    from ccnet.models import ZOO
-
-    if source is None and weights in ZOO:
-        source = weights
-    if source is not None and source in ZOO:
-        return load_config(_zoo_config(source), overrides), weights or source
-    if weights is None:
-        raise ConfigError("--weights is required (a weights file, a training checkpoint or a zoo name)")
-    if source is None and (Path(weights).parent / "config.yaml").is_file():
-        source = str(Path(weights).parent / "config.yaml")
-    return load_config(source or "default", overrides), weights
-
-
-def eval_dataset(config: Config, split: str) -> SegmentationDataset:
-    """The ``split`` of the config's dataset with raw ``uint8`` items (evaluation input)."""
-    from ccnet.data import get_dataset
-    from ccnet.engine.evaluate import raw_pair
-
-    options = {**config.data.options, **config.data.val_options}
-    return get_dataset(config.data.dataset, config.data.root, split, transforms=raw_pair, **options)
-
-
-def config_segmenter(model: nn.Module, config: Config, meta: DatasetMeta) -> Segmenter:
-    """A Segmenter with the config's evaluation protocol; crop and test scale default to the training crop
-    and the dataset's test scale."""
-    from ccnet.engine.evaluate import build_segmenter
-
-    return build_segmenter(
-        model,
-        config.eval,
-        default_crop=config.data.crop_size or meta.crop_size,
-        default_test_scale=meta.test_scale,
-    )
-
-
 def run(args: argparse.Namespace) -> int:
-    from ccnet.config import ConfigError, config_to_dict
+    from ccnet.config import ConfigError, config_to_dict, split_config_items
     from ccnet.data import DatasetError
     from ccnet.engine.checkpoint import load_model
     from ccnet.engine.dist import init_distributed
-    from ccnet.engine.evaluate import (
-        evaluate,
-        format_only,
-        format_table,
-        write_reports,
-    )
+    from ccnet.engine.evaluate import evaluate, format_only, format_table, write_reports
+    from ccnet.engine.setup import config_segmenter, eval_dataset, resolve_config
 
-    source, overrides = split_config_items(args.items, PROG)
     setup_logging()
     try:
+        source, overrides = split_config_items(args.items)
         config, weights = resolve_config(source, overrides, args.weights)
         split = args.split or config.data.val_split
         dataset = eval_dataset(config, split)
@@ -129,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
             weights, name=config.model.name, overrides=config.model.overrides(), device=ctx.device
         )
         if args.backend != "torch":
-            from ccnet.engine.fast import optimize_for_inference
+            from ccnet.deploy.fast import optimize_for_inference
 
             model = optimize_for_inference(model, bf16=args.backend == "fast-bf16")
         segmenter = config_segmenter(model, config, meta)

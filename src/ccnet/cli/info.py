@@ -1,5 +1,6 @@
-"""``ccnet info [NAME]``: parameters, FLOPs and feature strides of a model; without NAME, list models and
-zoo weights. NAME is a registered model (``ccnet_r50_d8``) or zoo weights (``mmseg:...``, not downloaded)."""
+"""``ccnet info [NAME]``: parameters, FLOPs and feature strides of a model; without NAME, list the models,
+the shipped configs and the zoo weights. NAME is a registered model (``ccnet_r50_d8``) or zoo weights
+(``mmseg:...``, not downloaded)."""
 
 from __future__ import annotations
 
@@ -17,10 +18,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def summarize_model(model: Any, input_size: tuple[int, int] | None = (512, 1024)) -> dict[str, Any]:
     """Parameter counts (total and per top-level part), backbone feature channels/strides and, when
     ``input_size`` is given, the FLOPs of one eval-mode forward pass on a (1, 3, H, W) input, or on one clip
-    (1, T, 3, H, W) of ``clip_length`` frames for video models (counted by ``torch.utils.flop_counter``: a
-    multiply-add is 2 FLOPs)."""
+    (1, T, 3, H, W) of ``clip_length`` frames for video models (counted by :func:`ccnet.measure.count_flops`:
+    a multiply-add is 2 FLOPs)."""
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
+
+    from ccnet.measure import count_flops
 
     summary: dict[str, Any] = {
         "parameters": sum(p.numel() for p in model.parameters()),
@@ -38,19 +40,23 @@ def summarize_model(model: Any, input_size: tuple[int, int] | None = (512, 1024)
         was_training = model.training
         model.eval()
         try:
-            with torch.no_grad(), FlopCounterMode(display=False) as counter:
-                model(torch.zeros(shape, device=device))
+            flops = count_flops(lambda: model(torch.zeros(shape, device=device)))
         finally:
             model.train(was_training)
         summary["input_shape"] = shape
-        summary["flops"] = counter.get_total_flops()
+        summary["flops"] = flops
     return summary
 
 
 def _listing() -> str:
-    from ccnet.models import ZOO, list_models
+    from ccnet.config import config_description, list_configs
+    from ccnet.models import ZOO, get_model_entry, list_models
 
-    lines = ["models:", *(f"  {name}" for name in list_models()), "weights:"]
+    lines = ["models:"]
+    lines += [f"  {name:24s} {get_model_entry(name).description}" for name in list_models()]
+    lines += ["configs (ccnet train NAME):"]
+    lines += [f"  {name:56s} {config_description(name)}" for name in list_configs()]
+    lines += ["weights:"]
     for entry in ZOO.values():
         lines.append(f"  {entry.name:48s} {entry.arch:16s} {entry.dataset:11s} mIoU {entry.miou:.2f}")
     return "\n".join(lines)

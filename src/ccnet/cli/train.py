@@ -1,7 +1,8 @@
 """``ccnet train [CONFIG] [key.sub=value ...] [--resume [CHECKPOINT]]``: train a model.
 
-Without CONFIG the built-in ``default`` config trains a tiny CCNet on the generated context dataset (a few
-minutes on a CPU). Multi-process: ``torchrun --nproc-per-node=N -m ccnet train CONFIG ...``.
+CONFIG is a YAML file or the name of a config shipped with the package (``--list`` shows them). Without it
+the shipped ``default`` config trains a tiny CCNet on the generated context dataset (a few minutes on a
+CPU). Multi-process: ``torchrun --nproc-per-node=N -m ccnet train CONFIG ...``.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from ccnet.cli.common import add_config_arguments, fail, rank, setup_logging, split_config_items
+from ccnet.cli.common import add_config_arguments, fail, rank, setup_logging
 
 PROG = "ccnet train"
 
@@ -26,13 +27,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "checkpoint of train.work_dir or of the newest run under runs/<name>",
     )
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    parser.add_argument("--list", action="store_true", help="list the shipped configs (recipes) and exit")
 
 
 def run(args: argparse.Namespace) -> int:
     import yaml
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from ccnet.config import ConfigError, config_to_dict, load_config
+    from ccnet.config import (
+        DEFAULT_CONFIG,
+        ConfigError,
+        config_description,
+        config_to_dict,
+        list_configs,
+        load_config,
+        split_config_items,
+    )
     from ccnet.data import DatasetError
     from ccnet.engine.evaluate import format_table
     from ccnet.engine.train import TrainingError, train
@@ -41,9 +51,14 @@ def run(args: argparse.Namespace) -> int:
     if isinstance(resume, str) and "=" in resume:  # `--resume key=value`: an override, not a checkpoint
         items.append(resume)
         resume = True
-    source, overrides = split_config_items(items, PROG)
+    if args.list:
+        names = list_configs()
+        width = max(map(len, names))
+        print("\n".join(f"{name:{width}s}  {config_description(name)}" for name in names))
+        return 0
     try:
-        config = load_config(source or "default", overrides)
+        source, overrides = split_config_items(items)
+        config = load_config(source or DEFAULT_CONFIG, overrides)
     except ConfigError as err:
         return fail(PROG, err)
     if args.print_config:
