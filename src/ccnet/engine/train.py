@@ -16,7 +16,6 @@ import contextlib
 import logging
 import math
 import os
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,10 +25,9 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
-from tqdm import tqdm
 
+from ccnet.clips import centre_index
 from ccnet.config import Config, ConfigError, config_to_dict, save_config
-from ccnet.data.video import centre_index
 from ccnet.engine.checkpoint import (
     CheckpointManager,
     capture_rng_state,
@@ -38,29 +36,31 @@ from ccnet.engine.checkpoint import (
     restore_rng_state,
 )
 from ccnet.engine.dist import DistContext, convert_sync_batchnorm, init_distributed, seed_everything
-from ccnet.engine.evaluate import build_segmenter, evaluate, write_reports
+from ccnet.engine.errors import NonFiniteLossError, TrainingError
+from ccnet.engine.evaluate import evaluate, write_reports
 from ccnet.engine.loader import (
     ResumableSampler,
     build_datasets,
     build_train_loader,
-    normalization_of,
     train_transforms_for,
 )
 from ccnet.engine.optim import PolyLR, build_optimizer
+from ccnet.engine.run_dir import resolve_run_dir
+from ccnet.engine.setup import config_segmenter
+from ccnet.engine.train_log import TrainingLog
 from ccnet.losses import CategoryConsistentLoss, OhemCrossEntropy, SegmentationLoss
 from ccnet.metrics import SegmentationMetrics
 
-__all__ = ["NonFiniteLossError", "TrainResult", "TrainingError", "frames_as_images", "train"]
+__all__ = [
+    "ModelWithLossModules",
+    "NonFiniteLossError",
+    "TrainResult",
+    "TrainingError",
+    "frames_as_images",
+    "train",
+]
 
 log = logging.getLogger(__name__)
-
-
-class TrainingError(RuntimeError):
-    """Training cannot start or continue (nothing to resume, run directory in use, ...)."""
-
-
-class NonFiniteLossError(TrainingError):
-    """The loss became NaN or infinite; the message names the iteration and the last good checkpoint."""
 
 
 @dataclass
@@ -77,9 +77,9 @@ class TrainResult:
     model: nn.Module
 
 
-class _Trainee(nn.Module):
-    """The model plus the parameters owned by the losses (the category consistent projection), as one
-    module so that DDP synchronises all of them. ``forward`` -> (SegmentationOutput, embeddings or None).
+class ModelWithLossModules(nn.Module):
+    """The model plus the loss modules that have parameters (the category consistent loss's projection), as
+    one module so that DDP synchronises all of them. ``forward`` -> (SegmentationOutput, embeddings or None).
 
     The category consistent loss needs the output of the model's context module (``model.head.context``,
     RCCA for CCNet); a forward hook keeps it for the duration of one forward pass. A video model's context
@@ -137,98 +137,6 @@ def _check(config: Config, ctx: DistContext) -> None:
         raise ConfigError(f"train.max_iters must be >= 1, got {tc.max_iters}")
 
 
-def _broadcast(value: Any, ctx: DistContext) -> Any:
-    if not ctx.distributed:
-        return value
-    holder = [value]
-    dist.broadcast_object_list(holder, src=0)
-    return holder[0]
-
-
-def _resolve_run(config: Config, resume: bool | str | Path, ctx: DistContext) -> tuple[Path, Path | None]:
-    """(run directory, checkpoint to resume from or None)."""
-    explicit = Path(config.train.work_dir) if config.train.work_dir else None
-    if resume and not isinstance(resume, bool):
-        target = Path(resume)
-        checkpoint = CheckpointManager(target).latest() if target.is_dir() else target
-        if checkpoint is None or not checkpoint.is_file():
-            raise TrainingError(f"--resume {target}: no checkpoint found there")
-        return explicit or checkpoint.parent, checkpoint
-    if resume:
-        runs = [explicit] if explicit else sorted((Path("runs") / config.name).glob("*"), reverse=True)
-        for run in runs:
-            checkpoint = CheckpointManager(run).latest()
-            if checkpoint is not None:
-                return run, checkpoint
-        where = explicit or Path("runs") / config.name
-        raise TrainingError(f"--resume: no checkpoint to resume from under {where}")
-    if explicit is not None:
-        existing = CheckpointManager(explicit).latest()
-        if existing is not None:
-            raise TrainingError(
-                f"train.work_dir {explicit} already holds checkpoints ({existing.name}); pass --resume to "
-                "continue that run, or choose another train.work_dir"
-            )
-        return explicit, None
-    stamp = _broadcast(time.strftime("%Y%m%d-%H%M%S"), ctx)
-    return Path("runs") / config.name / stamp, None
-
-
-class _Progress:
-    """Rank 0's view of the run: a progress bar (loss, lr, it/s, ETA), the mean losses logged every
-    ``log_interval`` iterations, and TensorBoard scalars when enabled and installed."""
-
-    def __init__(self, config: Config, start: int, main: bool, work_dir: Path) -> None:
-        tc = config.train
-        self.main, self.max_iters, self.interval = main, tc.max_iters, max(1, tc.log_interval)
-        self.bar = tqdm(
-            total=tc.max_iters,
-            initial=start,
-            desc="train",
-            unit="it",
-            disable=not (tc.progress and main),
-            dynamic_ncols=True,
-        )
-        self.sums: dict[str, float] = {}  # loss sums since the last log line
-        self.count = 0
-        self.writer = None
-        if tc.tensorboard and main:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self.writer = SummaryWriter(str(work_dir / "tensorboard"))
-            except ImportError:
-                log.warning(
-                    "train.tensorboard=true but the tensorboard package is not installed (pip install "
-                    "tensorboard); no scalars are written"
-                )
-
-    def scalars(self, prefix: str, values: dict[str, float], step: int) -> None:
-        if self.writer is not None:
-            for key, value in values.items():
-                self.writer.add_scalar(f"{prefix}/{key}", value, step)
-
-    def step(self, done: int, losses: dict[str, float], lr: float) -> None:
-        for key, value in losses.items():
-            self.sums[key] = self.sums.get(key, 0.0) + value
-        self.count += 1
-        self.bar.update(1)
-        if done % 10 == 0 or done == self.max_iters:
-            self.bar.set_postfix(loss=f"{losses['loss']:.4f}", lr=f"{lr:.2e}", refresh=False)
-        if done % self.interval == 0 or done == self.max_iters:
-            means = {k: v / self.count for k, v in self.sums.items()}
-            self.sums, self.count = {}, 0
-            if self.main:
-                text = "  ".join(f"{k} {v:.4f}" for k, v in means.items())
-                log.info("iteration %d/%d  %s  lr %.3e", done, self.max_iters, text, lr)
-                self.scalars("train", {**means, "lr": lr}, done)
-
-    def close(self) -> None:
-        self.bar.close()
-        if self.writer is not None:
-            self.writer.close()
-
-
 # --- the run -------------------------------------------------------------------------------------------
 def train(config: Config, *, resume: bool | str | Path = False) -> TrainResult:
     """Train (or, with ``resume``, continue training) as ``config`` says; see the module docstring.
@@ -280,7 +188,7 @@ def _torch_settings(config: Config, ctx: DistContext) -> Iterator[None]:
 def _run(config: Config, ctx: DistContext, resume: bool | str | Path) -> TrainResult:
     tc, main = config.train, ctx.is_main
     _check(config, ctx)
-    work_dir, resume_from = _resolve_run(config, resume, ctx)
+    work_dir, resume_from = resolve_run_dir(config, resume, ctx)
     manager = CheckpointManager(work_dir, tc.keep_last)
     if main:
         save_config(config, work_dir / "config.yaml")
@@ -293,7 +201,6 @@ def _run(config: Config, ctx: DistContext, resume: bool | str | Path) -> TrainRe
         )
 
     # data and model; the model is initialised identically on every rank
-    import ccnet.models.tiny  # noqa: F401  (registers ccnet_tiny / fcn_tiny / nonlocal_tiny)
     from ccnet.models import create_model
 
     train_set, val_set = build_datasets(config.data)
@@ -306,7 +213,7 @@ def _run(config: Config, ctx: DistContext, resume: bool | str | Path) -> TrainRe
         new_classifier=config.model.new_classifier,
         **config.model.overrides(),
     )
-    train_set.transforms = train_transforms_for(config.data, meta, normalization_of(model))
+    train_set.transforms = train_transforms_for(config.data, meta, model.preprocess)
     if ctx.distributed and tc.sync_bn:
         model = convert_sync_batchnorm(model, ctx.device)
     model.to(ctx.device)
@@ -328,7 +235,7 @@ def _run(config: Config, ctx: DistContext, resume: bool | str | Path) -> TrainRe
             gamma=lc.ccl.gamma,
             ignore_index=lc.ignore_index,
         ).to(ctx.device)
-    trainee = _Trainee(model, ccl)
+    trainee = ModelWithLossModules(model, ccl)
     net: nn.Module = trainee
     if ctx.distributed:
         net = DistributedDataParallel(
@@ -391,17 +298,12 @@ def _run(config: Config, ctx: DistContext, resume: bool | str | Path) -> TrainRe
                 ctx.world_size,
             )
 
-    segmenter = build_segmenter(
-        model,
-        config.eval,
-        default_crop=config.data.crop_size or meta.crop_size,
-        default_test_scale=meta.test_scale,
-    )
+    segmenter = config_segmenter(model, config, meta)
     model_overrides = config.model.overrides()
     file_meta = checkpoint_meta(
         model, model_overrides=model_overrides, classes=meta.classes, palette=meta.palette
     )
-    progress = _Progress(config, start, main, work_dir)
+    progress = TrainingLog(config, start, main, work_dir)
 
     def validate(done: int) -> SegmentationMetrics:
         metrics = evaluate(
