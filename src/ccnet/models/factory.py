@@ -3,7 +3,8 @@
 Weights come from a zoo name (downloaded into the torch hub cache), a local file or a URL, in any published
 layout (converted by :mod:`ccnet.models.convert`); a video model also takes the weights of its 2-D twin
 (inflated); with ``new_classifier`` everything but the classifiers is loaded (fine-tuning to another class
-set). Backbone-only ImageNet weights (``backbone_weights``) are loaded here too.
+set). Backbone-only ImageNet weights (``backbone_weights``) are loaded here too, when no whole-model weights
+are given.
 """
 
 from __future__ import annotations
@@ -154,8 +155,9 @@ def create_model(
         raise ValueError(f"create_model({name!r}): num_classes is required (no pretrained weights tell it)")
     architecture = entry.architecture.with_overrides(**overrides)
     model = entry.build(architecture, num_classes)
-    _load_backbone_weights(model.backbone, architecture)
-    if weights is not None:
+    if weights is None:  # whole-model weights replace every backbone tensor anyway
+        _load_backbone_weights(model.backbone, architecture)
+    else:
         state = weights.state
         if entry.weights_from is not None:
             state = inflate_2d_state_dict(state, model)
