@@ -33,9 +33,8 @@ from tqdm import tqdm
 
 from ccnet.config import ConfigError, split_config_items
 from ccnet.deploy.fast import cpu_supports_bf16, optimize_for_inference
-from ccnet.engine.checkpoint import load_model
 from ccnet.engine.evaluate import scored_mask
-from ccnet.engine.setup import config_segmenter, eval_dataset, resolve_config
+from ccnet.engine.setup import config_segmenter, eval_dataset, load_model, resolve_config
 from ccnet.measure import describe_machine, machine
 from ccnet.metrics import ConfusionMatrix
 

@@ -13,9 +13,9 @@ from ccnet.engine.checkpoint import (
     atomic_save,
     capture_rng_state,
     load_checkpoint,
-    load_model,
     restore_rng_state,
 )
+from ccnet.engine.setup import load_model
 
 
 def test_atomic_save_replaces_whole_files_and_leaves_no_temporary(tmp_path):

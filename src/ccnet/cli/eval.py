@@ -38,10 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ccnet.config import ConfigError, config_to_dict, split_config_items
     from ccnet.data import DatasetError
-    from ccnet.engine.checkpoint import load_model
     from ccnet.engine.dist import init_distributed
     from ccnet.engine.evaluate import evaluate, format_only, format_table, write_reports
-    from ccnet.engine.setup import config_segmenter, eval_dataset, resolve_config
+    from ccnet.engine.setup import config_segmenter, eval_dataset, load_model, resolve_config
 
     setup_logging()
     try:

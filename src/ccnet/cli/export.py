@@ -49,7 +49,7 @@ def _parse_size(text: str) -> tuple[int, int, int, int]:
 
 def run(args: argparse.Namespace) -> int:
     from ccnet.deploy.export import export_onnx, export_torchscript, onnx_parity, torchscript_parity
-    from ccnet.engine.checkpoint import load_model
+    from ccnet.engine.setup import load_model
 
     try:
         shapes = [_parse_size(text) for text in args.check_sizes]

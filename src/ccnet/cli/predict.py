@@ -65,10 +65,10 @@ def _palette(info_palette, dataset: str | None, model, num_classes: int):
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ccnet.engine.checkpoint import load_model
     from ccnet.engine.dist import resolve_device
     from ccnet.engine.inference import Segmenter
     from ccnet.engine.predict import expand_inputs, predict_files
+    from ccnet.engine.setup import load_model
 
     files, problems = expand_inputs(args.inputs)
     try:

@@ -1,4 +1,4 @@
-"""Training checkpoints: atomic writes, keep-last-N + best, RNG states, and models from weight files.
+"""Training checkpoints: atomic writes, keep-last-N + best, RNG states, and the metadata stored with weights.
 
 A checkpoint (``iter_0001500.pt``, ``best.pt``) is a ``torch.save`` dict loadable with ``weights_only=True``:
 
@@ -35,7 +35,6 @@ __all__ = [
     "atomic_save",
     "capture_rng_state",
     "load_checkpoint",
-    "load_model",
     "restore_rng_state",
 ]
 
@@ -181,36 +180,3 @@ def checkpoint_meta(
         "classes": json.dumps(list(classes)),
         "palette": json.dumps([list(c) for c in palette]),
     }
-
-
-def load_model(
-    weights: str | os.PathLike,
-    *,
-    name: str | None = None,
-    overrides: Mapping[str, Any] | None = None,
-    device: torch.device | str = "cpu",
-) -> tuple[nn.Module, dict[str, Any]]:
-    """Build a registered model and load ``weights`` into it; returns (model in eval mode, info).
-
-    ``weights`` is a zoo name (``mmseg:...``), a training checkpoint or exported weights of ours (which name
-    their architecture and overrides), or a published checkpoint file (then ``name`` is required). ``info``
-    holds what the file tells about the data: ``classes`` and ``palette`` (or None).
-
-    Raises:
-        FileNotFoundError: the weights file does not exist.
-        ValueError: no architecture known, or the weights do not fit it.
-    """
-    from ccnet.models import create_model, read_pretrained
-
-    pretrained = read_pretrained(weights)
-    arch = name or pretrained.arch
-    if arch is None:
-        raise ValueError(f"{weights} does not name its architecture; pass the model name (--model)")
-    kwargs = {**pretrained.saved_overrides, **dict(overrides or {})}
-    model = create_model(arch, pretrained=pretrained, **kwargs)
-    meta = pretrained.meta
-    info = {
-        "classes": tuple(json.loads(meta["classes"])) if "classes" in meta else None,
-        "palette": tuple(tuple(c) for c in json.loads(meta["palette"])) if "palette" in meta else None,
-    }
-    return model.to(device).eval(), info

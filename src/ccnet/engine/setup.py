@@ -1,14 +1,19 @@
-"""From a run config to what the engine runs: the config of an evaluation (a zoo name, the run's own
-``config.yaml`` or a given config), its dataset split and its :class:`~ccnet.engine.inference.Segmenter`.
+"""From a run config and weights to what the engine runs: the config of an evaluation (a zoo name, the run's
+own ``config.yaml`` or a given config), its dataset split, its :class:`~ccnet.engine.inference.Segmenter`,
+and a model with weights loaded from a weights file, checkpoint or zoo name.
 
-Used by ``ccnet eval``, training's validation and ``benchmarks/precision.py``.
+Used by ``ccnet eval | predict | export``, training's validation and ``benchmarks/precision.py``.
 """
 
 from __future__ import annotations
 
+import json
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from ccnet.config import DEFAULT_CONFIG, Config, ConfigError, load_config
@@ -16,7 +21,7 @@ from ccnet.data import DatasetMeta, SegmentationDataset, get_dataset
 from ccnet.engine.evaluate import build_segmenter, raw_pair
 from ccnet.engine.inference import Segmenter
 
-__all__ = ["config_segmenter", "eval_dataset", "resolve_config", "zoo_config"]
+__all__ = ["config_segmenter", "eval_dataset", "load_model", "resolve_config", "zoo_config"]
 
 _ZOO_DATASETS = {"voc12aug": "voc"}  # zoo dataset name -> ccnet.data name
 
@@ -78,3 +83,36 @@ def config_segmenter(model: nn.Module, config: Config, meta: DatasetMeta) -> Seg
         default_crop=config.data.crop_size or meta.crop_size,
         default_test_scale=meta.test_scale,
     )
+
+
+def load_model(
+    weights: str | os.PathLike,
+    *,
+    name: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    device: torch.device | str = "cpu",
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Build a registered model and load ``weights`` into it; returns (model in eval mode, info).
+
+    ``weights`` is a zoo name (``mmseg:...``), a training checkpoint or exported weights of ours (which name
+    their architecture and overrides), or a published checkpoint file (then ``name`` is required). ``info``
+    holds what the file tells about the data: ``classes`` and ``palette`` (or None).
+
+    Raises:
+        FileNotFoundError: the weights file does not exist.
+        ValueError: no architecture known, or the weights do not fit it.
+    """
+    from ccnet.models import create_model, read_pretrained
+
+    pretrained = read_pretrained(weights)
+    arch = name or pretrained.arch
+    if arch is None:
+        raise ValueError(f"{weights} does not name its architecture; pass the model name (--model)")
+    kwargs = {**pretrained.saved_overrides, **dict(overrides or {})}
+    model = create_model(arch, pretrained=pretrained, **kwargs)
+    meta = pretrained.meta
+    info = {
+        "classes": tuple(json.loads(meta["classes"])) if "classes" in meta else None,
+        "palette": tuple(tuple(c) for c in json.loads(meta["palette"])) if "palette" in meta else None,
+    }
+    return model.to(device).eval(), info
