@@ -1,4 +1,5 @@
-"""Checkpoints: atomic writes, keep-last-N + best, generator states, rebuilding models from weight files."""
+"""Checkpoints: atomic writes, keep-last-N + best, generator states, rebuilding models from weight files, and
+the checks of a checkpoint to resume from (finite, complete, a training checkpoint at all)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,12 @@ from ccnet.engine.checkpoint import (
     CheckpointManager,
     atomic_save,
     capture_rng_state,
+    first_non_finite,
     load_checkpoint,
+    load_training_checkpoint,
     restore_rng_state,
 )
+from ccnet.engine.errors import ResumeError
 from ccnet.engine.setup import load_model
 
 
@@ -74,3 +78,43 @@ def test_load_model_errors(tmp_path, trained_run):
         load_model(anonymous)
     model, _ = load_model(anonymous, name="ccnet_tiny")
     assert model.num_classes == 4
+
+
+def test_first_non_finite_names_the_entry():
+    state = {"model": {"a": torch.ones(2), "steps": torch.tensor([3])}, "optimizer": {"state": [{}]}}
+    assert first_non_finite(state) is None
+    state["optimizer"]["state"][0]["exp_avg"] = torch.tensor([1.0, float("inf")])
+    assert first_non_finite(state) == "optimizer.state.0.exp_avg"
+
+
+def test_load_training_checkpoint_says_what_a_file_is(tmp_path, trained_run):
+    state = load_training_checkpoint(trained_run.checkpoint)
+    assert state["iteration"] == 30
+    with pytest.raises(ResumeError, match=r"model\.safetensors: this is exported model weights"):
+        load_training_checkpoint(trained_run.weights)
+    truncated = tmp_path / "iter_0000030.pt"
+    truncated.write_bytes(trained_run.checkpoint.read_bytes()[:1000])
+    with pytest.raises(ResumeError, match=r"iter_0000030\.pt: cannot read .* truncated"):
+        load_training_checkpoint(truncated)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(ResumeError, match=r"foreign\.pt: not a training checkpoint .*missing model, optim"):
+        load_training_checkpoint(foreign)
+    state["model"][next(iter(state["model"]))].fill_(float("nan"))
+    poisoned = atomic_save(state, tmp_path / "poisoned.pt")
+    with pytest.raises(ResumeError, match=r"poisoned\.pt: the checkpoint holds non-finite values \(model\."):
+        load_training_checkpoint(poisoned)
+    with pytest.raises(ResumeError, match="no such checkpoint file"):
+        load_training_checkpoint(tmp_path / "missing.pt")
+
+
+def test_manager_sets_newer_checkpoints_aside_and_looks_without_cleaning(tmp_path):
+    manager = CheckpointManager(tmp_path, keep_last=5)
+    for iteration in (2, 4, 6):
+        manager.save({"i": iteration}, iteration)
+    (tmp_path / ".iter_0000008.pt.tmp-1").write_bytes(b"partial")
+    CheckpointManager(tmp_path, clean=False).latest()  # a look before a resume is validated: no change
+    assert (tmp_path / ".iter_0000008.pt.tmp-1").exists()
+    moved = manager.set_aside_newer_than(2)
+    assert sorted(p.name for p in moved) == ["iter_0000004.pt.superseded", "iter_0000006.pt.superseded"]
+    assert manager.latest() == tmp_path / "iter_0000002.pt"

@@ -1,5 +1,6 @@
 """Training end to end on the built-in context dataset: learning, run files, resume equality, non-finite
-loss, OHEM / category consistent loss / bf16 paths, and start-up errors."""
+loss and state, the resume rule (applied schedule overrides, refused changes, an older checkpoint),
+OHEM / category consistent loss / bf16 paths, and start-up errors."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import torch
 
 from ccnet.config import ConfigError
 from ccnet.engine import train as train_module
-from ccnet.engine.checkpoint import load_checkpoint
+from ccnet.engine.checkpoint import first_non_finite, load_checkpoint
+from ccnet.engine.optim import poly_lr
 from ccnet.engine.train import NonFiniteLossError, TrainingError, train
 from ccnet.models import read_weights
 
@@ -132,3 +134,57 @@ def test_tensorboard_is_optional(tmp_path, caplog):
     else:
         train(tiny_config(tmp_path / "run", "train.max_iters=1", "train.tensorboard=true"))
         assert any((tmp_path / "run" / "tensorboard").iterdir())
+
+
+def test_resume_applies_schedule_overrides_and_refuses_other_changes(tmp_path):
+    work_dir = tmp_path / "run"
+    train(tiny_config(work_dir, "train.max_iters=2", "train.checkpoint_interval=1"))
+    saved = (work_dir / "config.yaml").read_bytes()
+    with pytest.raises(ConfigError, match=r"differs from the run's .* in model\.recurrence \(2 -> 1\)"):
+        train(tiny_config(work_dir, "train.max_iters=4", "model.recurrence=1"), resume=True)
+    assert (work_dir / "config.yaml").read_bytes() == saved  # refused before anything was written
+
+    config = tiny_config(work_dir, "train.max_iters=4", "train.checkpoint_interval=1", "optim.lr=0.0005")
+    train(config, resume=True)
+    state = load_checkpoint(work_dir / "iter_0000003.pt")
+    group, oc = state["optimizer"]["param_groups"][0], config.optim
+    assert group["initial_lr"] == 0.0005 and state["scheduler"]["base_lrs"] == [0.0005]
+    assert group["lr"] == pytest.approx(poly_lr(0.0005, 3, 4, power=oc.power, min_lr=oc.min_lr))
+    assert "lr: 0.0005" in (work_dir / "config.yaml").read_text()
+
+
+def test_resume_from_an_older_checkpoint_sets_the_newer_ones_aside(tmp_path):
+    work_dir = tmp_path / "run"
+    train(tiny_config(work_dir, "train.max_iters=3", "train.checkpoint_interval=1", "train.keep_last=3"))
+    result = train(
+        tiny_config(work_dir, "train.max_iters=3", "train.checkpoint_interval=1", "train.keep_last=3"),
+        resume=work_dir / "iter_0000001.pt",
+    )
+    assert result.checkpoint == work_dir / "iter_0000003.pt"
+    names = sorted(p.name for p in work_dir.iterdir() if "iter_" in p.name)
+    assert names == [
+        "iter_0000001.pt",
+        "iter_0000002.pt",
+        "iter_0000002.pt.superseded",
+        "iter_0000003.pt",
+        "iter_0000003.pt.superseded",
+    ]
+
+
+def test_a_non_finite_state_is_never_written_as_a_checkpoint(tmp_path):
+    work_dir = tmp_path / "run"
+    with pytest.raises(NonFiniteLossError, match="non-finite") as caught:
+        train(tiny_config(work_dir, "train.max_iters=8", "train.checkpoint_interval=1", "optim.lr=1e6"))
+    written = sorted(work_dir.glob("iter_*.pt"))
+    for path in written:
+        state = load_checkpoint(path)
+        assert first_non_finite({k: state[k] for k in ("model", "optimizer")}) is None, path
+    message = str(caught.value)
+    assert (f"newest finite checkpoint is {written[-1]}" in message) if written else "no finite" in message
+
+
+def test_unwritable_run_folder_is_one_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(TrainingError, match=rf"cannot write the run folder {blocker / 'run'}"):
+        train(tiny_config(blocker / "run", "train.max_iters=1"))

@@ -1,14 +1,23 @@
 """``ccnet train [CONFIG] [key.sub=value ...] [--resume [CHECKPOINT]]``: train a model.
 
 CONFIG is a YAML file or the name of a config shipped with the package (``--list`` shows them). Without it
-the shipped ``default`` config trains a tiny CCNet on the generated context dataset (a few minutes on a
-CPU). Multi-process: ``torchrun --nproc-per-node=N -m ccnet train CONFIG ...``.
+the shipped ``default`` config trains a tiny CCNet on the generated context dataset (about 2 minutes on a
+CPU), and ``--resume`` continues with the config.yaml of the run it resumes (plus the overrides given).
+Multi-process: ``torchrun --nproc-per-node=N -m ccnet train CONFIG ...``.
+
+Resume rule (see :mod:`ccnet.engine.run_dir`): ``--resume`` continues exactly one run, the newest under
+``runs/<name>/`` (or ``train.work_dir``, or PATH), with that run's config; a lower ``optim.lr``, a longer
+``train.max_iters`` and other schedule values are applied to the restored optimiser and schedule, logging
+and checkpoint settings may change too, anything else is refused naming the keys. Nothing in the run's
+folder is written before its checkpoint has been loaded.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+from dataclasses import replace
+from pathlib import Path
 
 from ccnet.cli.common import add_config_arguments, fail, rank, setup_logging
 
@@ -23,8 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         const=True,
         default=False,
         metavar="CHECKPOINT",
-        help="continue the run: from CHECKPOINT (a file or run directory), or without it from the latest "
-        "checkpoint of train.work_dir or of the newest run under runs/<name>",
+        help="continue the run, with its config.yaml (when no CONFIG is given) and the overrides given: from "
+        "CHECKPOINT (an iter_*.pt file or a run folder), or without it from the latest checkpoint of "
+        "train.work_dir or of the newest run under runs/<name> (refused if that run has no checkpoint); "
+        "overrides allowed on resume: optim.lr and other optim schedule values, train.max_iters, "
+        "logging/checkpoint settings",
     )
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     parser.add_argument("--list", action="store_true", help="list the shipped configs (recipes) and exit")
@@ -45,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
     )
     from ccnet.data import DatasetError
     from ccnet.engine.evaluate import format_table
+    from ccnet.engine.run_dir import run_folder_to_resume
     from ccnet.engine.train import TrainingError, train
 
     items, resume = list(args.items), args.resume
@@ -59,6 +72,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         source, overrides = split_config_items(items)
         config = load_config(source or DEFAULT_CONFIG, overrides)
+        if source is None and resume:  # continue the run with its own config (+ the overrides given)
+            saved = _run_config_of(run_folder_to_resume(config, resume))
+            if saved is not None:
+                # where the run is was decided above: the work_dir a copied config.yaml records must not
+                # redirect the resume to another folder
+                resumed = load_config(saved, overrides)
+                config = replace(resumed, train=replace(resumed.train, work_dir=config.train.work_dir))
     except ConfigError as err:
         return fail(PROG, err)
     if args.print_config:
@@ -69,7 +89,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         with logging_redirect_tqdm():
             result = train(config, resume=resume)
-    except (ConfigError, DatasetError, TrainingError, FileNotFoundError, ValueError) as err:
+    except ConfigError as err:  # a setting that cannot work, or a resume config the run cannot take
+        return fail(PROG, err, code=2)
+    except (DatasetError, TrainingError, ValueError) as err:
+        return fail(PROG, err, code=1)
+    except OSError as err:  # a file that cannot be read or written; its message names it
         return fail(PROG, err, code=1)
     if rank() == 0 and result.metrics is not None:
         print(format_table(result.metrics, result.classes))
@@ -81,3 +105,10 @@ def run(args: argparse.Namespace) -> int:
         if math.isnan(miou):
             return 1
     return 0
+
+
+def _run_config_of(folder: Path | None) -> Path | None:
+    """The ``config.yaml`` of the run folder ``--resume`` continues, or None when there is none (the
+    shipped default is used then)."""
+    path = folder / "config.yaml" if folder is not None else None
+    return path if path is not None and path.is_file() else None

@@ -13,7 +13,9 @@ A checkpoint (``iter_0001500.pt``, ``best.pt``) is a ``torch.save`` dict loadabl
 - ``"config"``: the resolved config as a plain dict.
 
 Writes go to a temporary file in the same directory followed by ``os.replace``, so a process killed at any
-moment leaves either the previous file or the new one, never a truncated one.
+moment leaves either the previous file or the new one, never a truncated one. Training writes a checkpoint
+only when :func:`first_non_finite` finds every weight and optimiser state finite, so every ``iter_*.pt`` is a
+state training can continue from; :func:`load_training_checkpoint` checks a file before a resume uses it.
 """
 
 from __future__ import annotations
@@ -30,13 +32,22 @@ import numpy as np
 import torch
 from torch import nn
 
+from ccnet.engine.errors import ResumeError
+
 __all__ = [
+    "TRAINING_KEYS",
     "CheckpointManager",
     "atomic_save",
     "capture_rng_state",
+    "first_non_finite",
     "load_checkpoint",
+    "load_training_checkpoint",
     "restore_rng_state",
 ]
+
+# What a training checkpoint must hold for a resume; the parts whose values must be finite.
+TRAINING_KEYS = ("model", "optimizer", "scheduler", "iteration", "epoch", "batch_in_epoch")
+FINITE_PARTS = ("model", "extra_modules", "optimizer")
 
 _ITER_FILE = re.compile(r"iter_(\d+)\.pt")
 BEST_FILE = "best.pt"
@@ -94,16 +105,80 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return torch.load(path, map_location=map_location, weights_only=True)
 
 
+def first_non_finite(state: Any, prefix: str = "") -> str | None:
+    """The dotted name of the first floating-point tensor in ``state`` (nested dicts / lists) holding a NaN
+    or an infinity, or None when all are finite."""
+    if isinstance(state, torch.Tensor):
+        if state.is_floating_point() or state.is_complex():
+            return None if bool(torch.isfinite(state).all()) else prefix or "<tensor>"
+        return None
+    if isinstance(state, Mapping):
+        items = state.items()
+    elif isinstance(state, (list, tuple)):
+        items = enumerate(state)
+    else:
+        return None
+    for key, value in items:
+        found = first_non_finite(value, f"{prefix}.{key}" if prefix else str(key))
+        if found is not None:
+            return found
+    return None
+
+
+def non_finite_training_state(state: Mapping[str, Any]) -> str | None:
+    """The first non-finite entry of a training checkpoint's model, loss modules or optimiser state."""
+    return first_non_finite({part: state.get(part) for part in FINITE_PARTS})
+
+
+def load_training_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read and check a checkpoint to resume training from.
+
+    Raises:
+        ResumeError: (one line naming ``path``) missing, exported weights rather than a training checkpoint,
+            unreadable (truncated or corrupt), without the training state, or holding non-finite values.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ResumeError(f"--resume {path}: no such checkpoint file")
+    if path.suffix == ".safetensors":
+        raise ResumeError(
+            f"--resume {path}: this is exported model weights (safetensors), not a training checkpoint; "
+            f"resume from an iter_*.pt file or from the run folder {path.parent}"
+        )
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # truncated zip, pickle of another program, ...: all mean "cannot read it"
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ResumeError(
+            f"--resume {path}: cannot read this file as a training checkpoint: it is truncated or not a "
+            f"checkpoint ({reason})"
+        ) from None
+    missing = [key for key in TRAINING_KEYS if not isinstance(state, Mapping) or key not in state]
+    if missing:
+        raise ResumeError(
+            f"--resume {path}: not a training checkpoint of ccnet train (missing {', '.join(missing)}); "
+            "resume from an iter_*.pt file or a run folder"
+        )
+    bad = non_finite_training_state(state)
+    if bad is not None:
+        raise ResumeError(
+            f"--resume {path}: the checkpoint holds non-finite values ({bad}); resume from an earlier "
+            "iter_*.pt file of that run"
+        )
+    return state
+
+
 class CheckpointManager:
     """Writes ``iter_<N>.pt`` files into ``directory``, keeps the newest ``keep_last`` and ``best.pt``.
 
-    Temporary files left by a killed writer are removed when the manager is created.
+    Temporary files left by a killed writer are removed when the manager is created, unless ``clean=False``
+    (looking for checkpoints only, e.g. before a resume has been validated: nothing is touched then).
     """
 
-    def __init__(self, directory: str | Path, keep_last: int = 3) -> None:
+    def __init__(self, directory: str | Path, keep_last: int = 3, *, clean: bool = True) -> None:
         self.directory = Path(directory)
         self.keep_last = max(1, keep_last)
-        if self.directory.is_dir():
+        if clean and self.directory.is_dir():
             for stale in self.directory.glob(".*.tmp-*"):
                 stale.unlink(missing_ok=True)
 
@@ -121,6 +196,23 @@ class CheckpointManager:
     def latest(self) -> Path | None:
         checkpoints = self.iteration_checkpoints()
         return checkpoints[-1][1] if checkpoints else None
+
+    def set_aside_newer_than(self, iteration: int) -> list[Path]:
+        """Rename the ``iter_<N>.pt`` files with N > ``iteration`` to ``iter_<N>.pt.superseded``.
+
+        A run resumed from an older checkpoint than its newest starts a new future: the newer files would
+        otherwise be taken for its latest state by the next ``--resume`` and crowd its own checkpoints out
+        of the keep-last window. They are kept (renamed), not deleted. Returns the new paths.
+        """
+        moved = []
+        for found, path in self.iteration_checkpoints():
+            if found > iteration:
+                target = path.with_name(path.name + ".superseded")
+                os.replace(path, target)
+                moved.append(target)
+        if moved:
+            _fsync_directory(self.directory)
+        return moved
 
     @property
     def best(self) -> Path:

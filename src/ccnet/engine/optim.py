@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import LRScheduler
 
-__all__ = ["PolyLR", "build_optimizer", "poly_lr"]
+__all__ = ["PolyLR", "build_optimizer", "poly_lr", "set_hyperparameters"]
 
 
 def poly_lr(
@@ -55,13 +55,23 @@ class PolyLR(LRScheduler):
         super().__init__(optimizer)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore the position (iteration, base learning rates) but keep this schedule's settings, so a
-        resumed run follows its own config (e.g. a longer ``max_iters``)."""
+        """Restore the position (the iteration) but keep this schedule's settings and base learning rates,
+        so a resumed run follows its own config (e.g. a longer ``max_iters``, a lower ``optim.lr``).
+
+        Call it after ``optimizer.load_state_dict``, which brings back the learning rates of the saved run:
+        every group's ``lr`` is set again from this schedule at the restored iteration (the same value
+        ``step()`` gives, so an unchanged config resumes bit for bit).
+        """
         settings = {
-            k: getattr(self, k) for k in ("max_iters", "power", "min_lr", "warmup_iters", "warmup_ratio")
+            k: getattr(self, k)
+            for k in ("max_iters", "power", "min_lr", "warmup_iters", "warmup_ratio", "base_lrs")
         }
         super().load_state_dict(state_dict)
         self.__dict__.update(settings)
+        values = self.get_lr()
+        for group, base, lr in zip(self.optimizer.param_groups, self.base_lrs, values, strict=True):
+            group["initial_lr"], group["lr"] = base, lr
+        self._last_lr = values
 
     def get_lr(self) -> list[float]:
         return [
@@ -93,3 +103,12 @@ def build_optimizer(
     if name == "adamw":
         return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
     raise ValueError(f"optim.name: unknown optimiser {name!r}; allowed: 'sgd', 'adamw'")
+
+
+def set_hyperparameters(optimizer: torch.optim.Optimizer, **values: float) -> None:
+    """Set ``values`` (e.g. ``weight_decay``, ``momentum``) in every parameter group that has such a
+    setting: ``optimizer.load_state_dict`` restores the saved run's, a resumed run uses its config's."""
+    for group in optimizer.param_groups:
+        for key, value in values.items():
+            if key in group:
+                group[key] = value

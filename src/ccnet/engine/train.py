@@ -32,11 +32,12 @@ from ccnet.engine.checkpoint import (
     CheckpointManager,
     capture_rng_state,
     checkpoint_meta,
-    load_checkpoint,
+    load_training_checkpoint,
+    non_finite_training_state,
     restore_rng_state,
 )
 from ccnet.engine.dist import DistContext, convert_sync_batchnorm, init_distributed, seed_everything
-from ccnet.engine.errors import NonFiniteLossError, TrainingError
+from ccnet.engine.errors import NonFiniteLossError, ResumeError, TrainingError
 from ccnet.engine.evaluate import evaluate, write_reports
 from ccnet.engine.loader import (
     ResumableSampler,
@@ -44,8 +45,8 @@ from ccnet.engine.loader import (
     build_train_loader,
     train_transforms_for,
 )
-from ccnet.engine.optim import PolyLR, build_optimizer
-from ccnet.engine.run_dir import resolve_run_dir
+from ccnet.engine.optim import PolyLR, build_optimizer, set_hyperparameters
+from ccnet.engine.run_dir import check_resume_config, resolve_run_dir
 from ccnet.engine.setup import config_segmenter
 from ccnet.engine.train_log import TrainingLog
 from ccnet.losses import CategoryConsistentLoss, OhemCrossEntropy, SegmentationLoss
@@ -54,6 +55,7 @@ from ccnet.metrics import SegmentationMetrics
 __all__ = [
     "ModelWithLossModules",
     "NonFiniteLossError",
+    "ResumeError",
     "TrainResult",
     "TrainingError",
     "frames_as_images",
@@ -137,6 +139,47 @@ def _check(config: Config, ctx: DistContext) -> None:
         raise ConfigError(f"train.max_iters must be >= 1, got {tc.max_iters}")
 
 
+@contextlib.contextmanager
+def _writing(what: str, path: Path) -> Iterator[None]:
+    """Turn a failed write (read-only folder, a file in the way, full disk) into one line naming ``path``."""
+    try:
+        yield
+    except OSError as err:
+        reason = err.strerror or str(err)
+        raise TrainingError(f"cannot write {what} {path}: {reason}") from err
+
+
+def _write_config(config: Config, work_dir: Path) -> None:
+    """``work_dir/config.yaml`` via a temporary file and ``os.replace``: a run killed while writing it keeps
+    a whole config.yaml (a resume reads it as its base config)."""
+    path = work_dir / "config.yaml"
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        save_config(config, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _non_finite_advice(last_checkpoint: Path | None) -> str:
+    """The end of a non-finite message: the newest finite checkpoint and how to continue from it."""
+    if last_checkpoint is None:
+        return (
+            "no finite checkpoint was written. Lower optim.lr, enable optim.clip_grad_norm or check the "
+            "data, then start the run again"
+        )
+    return (
+        f"the newest finite checkpoint is {last_checkpoint}. Lower optim.lr, enable optim.clip_grad_norm or "
+        "check the data, then continue from it with --resume (e.g. --resume optim.lr=<lower>)"
+    )
+
+
+def _condensed(error: BaseException, limit: int = 300) -> str:
+    """An exception message on one line, cut to ``limit`` characters (load_state_dict lists every key)."""
+    text = " ".join(str(error).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 # --- the run -------------------------------------------------------------------------------------------
 def train(config: Config, *, resume: bool | str | Path = False) -> TrainResult:
     """Train (or, with ``resume``, continue training) as ``config`` says; see the module docstring.
@@ -144,12 +187,19 @@ def train(config: Config, *, resume: bool | str | Path = False) -> TrainResult:
     Args:
         config: the resolved run configuration.
         resume: ``True`` = the latest checkpoint of the run (``train.work_dir``, else the newest run under
-            ``runs/<name>``); a path = that checkpoint file or the latest one in that directory.
+            ``runs/<name>``, which must hold a checkpoint); a path = that checkpoint file or the latest one
+            in that directory. The config must be the run's own up to the keys
+            :mod:`ccnet.engine.run_dir` allows (a lower ``optim.lr``, a longer ``train.max_iters``, ...),
+            which the restored optimiser and schedule then use. Nothing in the run directory is written
+            before the checkpoint has been read, checked finite and loaded into the model and optimiser.
 
     Raises:
-        ConfigError: a setting that cannot work here (e.g. fp16 on CPU).
-        NonFiniteLossError: the loss became NaN/inf (the last good checkpoint is kept).
-        TrainingError: nothing to resume, or ``train.work_dir`` already used by another run.
+        ConfigError: a setting that cannot work here (e.g. fp16 on CPU), or a resume config that differs
+            from the run's in keys that cannot change.
+        NonFiniteLossError: the loss or the trained state became NaN/inf (no non-finite checkpoint is
+            written; the message names the newest finite one).
+        ResumeError: nothing to resume, or a file that is no usable training checkpoint.
+        TrainingError: ``train.work_dir`` already used by another run, or a run directory not writable.
     """
     created_group = not (dist.is_available() and dist.is_initialized())
     ctx = init_distributed(config.train.device)
@@ -189,9 +239,16 @@ def _run(config: Config, ctx: DistContext, resume: bool | str | Path) -> TrainRe
     tc, main = config.train, ctx.is_main
     _check(config, ctx)
     work_dir, resume_from = resolve_run_dir(config, resume, ctx)
-    manager = CheckpointManager(work_dir, tc.keep_last)
+    resumed: dict[str, Any] | None = None
+    applied: dict[str, tuple[Any, Any]] = {}
+    if resume_from is not None:  # read and check everything before anything is written
+        resumed = load_training_checkpoint(resume_from, map_location=ctx.device)
+        applied = check_resume_config(config, resume_from, resumed)
+    elif main:  # a new run: its folder and config first, so that even a run that dies early is explained
+        with _writing("the run folder", work_dir):
+            work_dir.mkdir(parents=True, exist_ok=True)
+            _write_config(config, work_dir)
     if main:
-        save_config(config, work_dir / "config.yaml")
         log.info(
             "run directory %s (%d process%s on %s)",
             work_dir,
@@ -274,19 +331,41 @@ def _run(config: Config, ctx: DistContext, resume: bool | str | Path) -> TrainRe
 
     # resume: weights, optimiser, schedule, position, then (below) the generators
     start, epoch, batch_in_epoch, best_miou, rng_states = 0, 0, 0, None, None
-    if resume_from is not None:
-        state = load_checkpoint(resume_from, map_location=ctx.device)
-        model.load_state_dict(state["model"])
-        if ccl is not None and "ccl" in state.get("extra_modules", {}):
-            ccl.load_state_dict(state["extra_modules"]["ccl"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
+    if resumed is not None:
+        state = resumed
+        try:
+            model.load_state_dict(state["model"])
+            if ccl is not None and "ccl" in state.get("extra_modules", {}):
+                ccl.load_state_dict(state["extra_modules"]["ccl"])
+            optimizer.load_state_dict(state["optimizer"])
+            # the schedule keeps this config's values (lr, max_iters, ...) and sets the groups' lr from them
+            scheduler.load_state_dict(state["scheduler"])
+            if state.get("scaler"):
+                scaler.load_state_dict(state["scaler"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as err:
+            raise ResumeError(
+                f"--resume {resume_from}: the checkpoint does not fit the model {config.model.name} and "
+                f"optimiser of this config ({_condensed(err)})"
+            ) from err
+        set_hyperparameters(optimizer, weight_decay=oc.weight_decay, momentum=oc.momentum)
         start, epoch, batch_in_epoch = state["iteration"], state["epoch"], state["batch_in_epoch"]
         best_miou, rng_states = state.get("best_miou"), state.get("rng")
+        del state, resumed  # the restored copies live in the model and optimiser now
+        # validated: only now does the resumed run write into its folder
         if main:
+            with _writing("the run folder", work_dir):
+                work_dir.mkdir(parents=True, exist_ok=True)
+                superseded = CheckpointManager(work_dir, clean=False).set_aside_newer_than(start)
+                _write_config(config, work_dir)
             log.info("resumed from %s at iteration %d", resume_from, start)
+            for key, (old, new) in applied.items():
+                log.info("resume: %s changed from %r to %r (applied; config.yaml records it)", key, old, new)
+            if superseded:
+                log.warning(
+                    "resume: %d newer checkpoint(s) of the abandoned continuation renamed to *.superseded",
+                    len(superseded),
+                )
+    manager = CheckpointManager(work_dir, tc.keep_last, clean=main)
     seed_everything(tc.seed + ctx.rank)  # per-rank streams (dropout)
     if rng_states is not None:
         if len(rng_states) == ctx.world_size:
@@ -350,7 +429,8 @@ def _run(config: Config, ctx: DistContext, resume: bool | str | Path) -> TrainRe
     sampler.set_position(epoch, batch_in_epoch)
     epoch, batch_in_epoch = sampler.epoch, sampler.start_batch
     batches = iter(loader)
-    metrics, last_checkpoint = None, manager.latest() if resume_from else None
+    # every checkpoint this run writes is finite (checked below), and so is the one it resumed from
+    metrics, last_checkpoint = None, resume_from
     trainee.train()
     for iteration in range(start, tc.max_iters):
         try:
@@ -386,12 +466,9 @@ def _run(config: Config, ctx: DistContext, resume: bool | str | Path) -> TrainRe
             reported /= ctx.world_size
         values = dict(zip(losses, reported.tolist(), strict=True))
         if not math.isfinite(values["loss"]):
-            kept = (
-                f"the last good checkpoint is {last_checkpoint}" if last_checkpoint else "no checkpoint yet"
-            )
             raise NonFiniteLossError(
-                f"non-finite loss ({values['loss']}) at iteration {iteration + 1}; training stopped, {kept}. "
-                "Lower optim.lr, enable optim.clip_grad_norm or check the data, then resume with --resume."
+                f"non-finite loss ({values['loss']}) at iteration {iteration + 1}; training stopped, "
+                + _non_finite_advice(last_checkpoint)
             )
 
         optimizer.zero_grad(set_to_none=True)
@@ -418,8 +495,16 @@ def _run(config: Config, ctx: DistContext, resume: bool | str | Path) -> TrainRe
         keep = final or bool(tc.checkpoint_interval and done % tc.checkpoint_interval == 0)
         if keep or is_best:
             state = checkpoint_state(done)
+            # a finite loss does not make finite weights (an overflowing step): never save such a state
+            non_finite = non_finite_training_state(state)
+            if non_finite is not None:
+                raise NonFiniteLossError(
+                    f"non-finite values in the trained state after iteration {done} ({non_finite}); it is "
+                    "not written as a checkpoint, training stopped, " + _non_finite_advice(last_checkpoint)
+                )
             if main:
-                path = manager.save(state, done, keep=keep, best=is_best)
+                with _writing("a checkpoint into", work_dir):
+                    path = manager.save(state, done, keep=keep, best=is_best)
                 last_checkpoint = path if keep else last_checkpoint
             ctx.barrier()
     progress.close()
@@ -430,13 +515,14 @@ def _run(config: Config, ctx: DistContext, resume: bool | str | Path) -> TrainRe
     if main:
         from ccnet.models import save_weights
 
-        weights = save_weights(work_dir / "model.safetensors", model.state_dict(), file_meta)
-        write_reports(
-            metrics,
-            meta.classes,
-            work_dir,
-            extra={"title": f"{config.name}: validation", "iteration": tc.max_iters},
-        )
+        with _writing("the weights and reports into", work_dir):
+            weights = save_weights(work_dir / "model.safetensors", model.state_dict(), file_meta)
+            write_reports(
+                metrics,
+                meta.classes,
+                work_dir,
+                extra={"title": f"{config.name}: validation", "iteration": tc.max_iters},
+            )
     return TrainResult(
         work_dir, tc.max_iters, metrics, best_miou, manager.latest(), weights, meta.classes, model
     )
