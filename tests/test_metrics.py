@@ -65,3 +65,37 @@ def test_labels_outside_the_class_range_are_ignored_and_shapes_must_match():
 def test_empty_matrix_is_all_nan():
     metrics = metrics_from_confusion(torch.zeros(3, 3, dtype=torch.int64))
     assert all(math.isnan(v) for v in (*metrics.iou, metrics.miou, metrics.aacc))
+
+
+def test_a_void_prediction_on_a_labelled_pixel_is_a_false_negative_and_no_false_positive():
+    # Hand-built case (the official Cityscapes evaluator's rule): 3 classes; class 0 labelled on 4 pixels,
+    # predicted right twice, once as the ignore label 255 and once as 7 (no class); class 1 labelled twice,
+    # right once and once taken for 0; class 2 labelled once and predicted right; one ignored pixel
+    # predicted as 2 does not count.
+    target = torch.tensor([0, 0, 0, 0, 1, 1, 2, 255])
+    prediction = torch.tensor([0, 0, 255, 7, 1, 0, 2, 2])
+    # class 0: TP 2, FN 2 (the two void predictions), FP 1 (the pixel of class 1)  -> IoU 2/5, Acc 2/4
+    # class 1: TP 1, FN 1, FP 0                                                  -> IoU 1/2, Acc 1/2
+    # class 2: TP 1, FN 0, FP 0 (the void predictions are nobody's false positive) -> IoU 1, Acc 1
+    matrix = ConfusionMatrix(3)
+    matrix.update(prediction, target)
+    metrics = matrix.compute()
+    assert metrics.iou == pytest.approx((2 / 5, 1 / 2, 1.0))
+    assert metrics.acc == pytest.approx((2 / 4, 1 / 2, 1.0))
+    assert metrics.miou == pytest.approx((2 / 5 + 1 / 2 + 1.0) / 3)
+    assert metrics.aacc == pytest.approx(4 / 7)  # 4 right of 7 labelled pixels, void predictions included
+    assert metrics.pixels == 7
+    # the (K, K) matrix leaves the void predictions out of every column (nothing clamped into class 2)
+    assert matrix.matrix.tolist() == [[2, 0, 0], [1, 1, 0], [0, 0, 1]]
+    with_void = confusion_matrix(prediction, target, num_classes=3, with_void=True)
+    assert with_void.tolist() == [[2, 0, 0, 2], [1, 1, 0, 0], [0, 0, 1, 0]]
+    assert metrics_from_confusion(with_void) == metrics
+
+
+def test_negative_predictions_are_void_too_and_bad_matrix_shapes_are_refused():
+    metrics = metrics_from_confusion(
+        confusion_matrix(torch.tensor([-1, 1]), torch.tensor([1, 1]), num_classes=2, with_void=True)
+    )
+    assert math.isnan(metrics.iou[0]) and metrics.iou[1] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="confusion matrix"):
+        metrics_from_confusion(torch.zeros(3, 5, dtype=torch.int64))

@@ -61,7 +61,10 @@ def test_info_lists_and_rejects(capsys):
     out = capsys.readouterr().out
     assert "ccnet_r50_d8" in out and "ssseg:ccnet_resnet101os16_voc" in out
     assert _run(info, ["ccnet_r5_d8", "--no-flops"]) == 2
-    assert "ccnet_r50_d8" in capsys.readouterr().out
+    captured = (
+        capsys.readouterr()
+    )  # the close names are in the one-line error (stderr) since the CLI contract
+    assert "ccnet_r50_d8" in captured.out + captured.err
 
 
 def _mmseg_names(ours: dict) -> dict:
@@ -150,3 +153,97 @@ def test_info_counts_video_models_on_one_clip(capsys):
     assert 0 < attention < per_frame_convs
     assert _run(info, ["ccnet3d_tiny", "--input-size", "32", "48", "--num-classes", "4"]) == 0
     assert "FLOPs at 1x5x3x32x48:" in capsys.readouterr().out
+
+
+def test_convert_keeps_overrides_classes_and_palette_of_our_files(tmp_path):
+    from ccnet.engine.setup import load_model
+    from ccnet.models import save_weights
+
+    model = create_model("ccnet_tiny", num_classes=3, recurrence=1)
+    meta = {
+        "arch": "ccnet_tiny",
+        "model_overrides": '{"recurrence": 1}',
+        "classes": '["sky", "road", "car"]',
+        "palette": "[[1, 2, 3], [4, 5, 6], [7, 8, 9]]",
+    }
+    src = save_weights(tmp_path / "r1.safetensors", model.state_dict(), meta)
+    dst = tmp_path / "converted.pth"
+    assert _run(convert, [str(src), str(dst)]) == 0
+    _, written = read_weights(dst)
+    assert {k: written[k] for k in meta} == meta  # everything the source knew
+    assert written["format"] == "ccnet" and written["num_classes"] == "3"
+    reloaded, info = load_model(dst)
+    assert reloaded.head.context.recurrence == 1  # not the architecture's default R=2
+    assert info["classes"] == ("sky", "road", "car") and info["palette"][2] == (7, 8, 9)
+
+
+def test_convert_of_a_zoo_checkpoint_carries_its_test_protocol(tmp_path, monkeypatch, capsys):
+    import json
+
+    import ccnet.models.weights
+    from ccnet.engine.inference import Segmenter
+    from ccnet.engine.setup import load_model, resolve_config
+    from ccnet.models import ZOO
+
+    entry = ZOO["mmseg:ccnet_r50-d8_769x769_80k_cityscapes"]
+    model = create_model("ccnet_r50_d8", num_classes=19, **entry.model_kwargs)
+    # the published file, under its download name, in mmseg's layout
+    src = tmp_path / entry.url.rsplit("/", 1)[1]
+    torch.save({"state_dict": _mmseg_names(model.state_dict())}, src)
+    monkeypatch.setattr(ccnet.models.weights, "cached_download", lambda urls, **_: src)  # no network
+
+    for origin in (entry.name, str(src)):  # the zoo name, or the downloaded file it names
+        dst = tmp_path / "converted.safetensors"
+        assert _run(convert, [origin, str(dst), "--force"]) == 0, capsys.readouterr().err
+        _, meta = read_weights(dst)
+        assert meta["arch"] == "ccnet_r50_d8" and meta["zoo"] == entry.name
+        assert json.loads(meta["test_protocol"]) == {
+            "mode": "slide",
+            "crop_size": [769, 769],
+            "stride": [513, 513],
+            "test_scale": list(entry.test_scale),
+        }
+        assert json.loads(meta["model_overrides"]) == entry.model_kwargs
+        assert (
+            json.loads(meta["classes"])[:2] == ["road", "sidewalk"] and len(json.loads(meta["palette"])) == 19
+        )
+        reloaded, _ = load_model(dst)
+        segmenter = Segmenter(reloaded)  # the protocol of the zoo name, not the generic whole-image one
+        assert (segmenter.mode, segmenter.crop_size, segmenter.stride) == ("slide", (769, 769), (513, 513))
+        assert reloaded.align_corners is True
+        config, _ = resolve_config(None, [], str(dst))  # `ccnet eval --weights dst`: the zoo entry's config
+        assert config.data.dataset == "cityscapes" and config.eval.mode == "slide"
+        assert tuple(config.eval.crop_size) == (769, 769)
+
+
+def test_convert_refuses_to_overwrite_its_input_or_an_existing_file(tmp_path, capsys):
+    from ccnet.models import save_weights
+
+    src = save_weights(tmp_path / "tiny.safetensors", create_model("ccnet_tiny", num_classes=2).state_dict())
+    before = src.read_bytes()
+    assert _run(convert, [str(src), str(src)]) == 2
+    assert "is also the input" in capsys.readouterr().err
+    other = tmp_path / "other.pth"
+    other.write_bytes(b"keep")
+    assert _run(convert, [str(src), str(other)]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert src.read_bytes() == before and other.read_bytes() == b"keep"
+
+
+def test_convert_keeps_the_class_names_and_palette_of_an_mmseg_checkpoint(tmp_path):
+    import json
+
+    src = tmp_path / "mmseg_partial.pth"
+    state = {
+        "decode_head.conv_seg.weight": torch.ones(2, 512, 1, 1),
+        "decode_head.conv_seg.bias": torch.ones(2),
+    }
+    torch.save(
+        {"meta": {"CLASSES": ("sky", "sea"), "PALETTE": [[0, 0, 255], [0, 128, 255]]}, "state_dict": state},
+        src,
+    )
+    dst = tmp_path / "ours.safetensors"
+    assert _run(convert, [str(src), str(dst), "--source", "mmseg"]) == 0
+    _, meta = read_weights(dst)
+    assert json.loads(meta["classes"]) == ["sky", "sea"]
+    assert json.loads(meta["palette"]) == [[0, 0, 255], [0, 128, 255]]

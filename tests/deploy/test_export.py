@@ -220,3 +220,18 @@ def test_cli_export_torchscript(weights_file, tmp_path, capsys):
     assert "parity vs PyTorch (torch.jit.load)" in capsys.readouterr().out
     assert _cli(["export", "--weights", str(tmp_path / "missing.pth"), str(out_file)]) == 2
     assert "weights file not found" in capsys.readouterr().err
+
+
+def test_a_failed_export_leaves_no_partial_file_and_keeps_the_old_one(tmp_path):
+    class Broken(torch.nn.Module):
+        num_classes = 2
+
+        def forward(self, x):
+            raise RuntimeError("this model cannot be traced")
+
+    out = tmp_path / "model.pt"
+    out.write_bytes(b"previous export")
+    with pytest.raises(RuntimeError, match="cannot be traced"):
+        export_torchscript(Broken(), out, example_size=(8, 8))
+    assert out.read_bytes() == b"previous export"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]  # no partial file left behind

@@ -3,7 +3,10 @@
 CONFIG gives the dataset and protocol (``eval.*``: whole / slide, scales, flip); without it the
 ``config.yaml`` beside the weights (a ``ccnet train`` run) or the built-in default is used. A zoo name
 (``mmseg:ccnet_r50-d8_512x1024_40k_cityscapes``) stands for its weights, model and protocol at once; point it
-at the data with ``data.root=...``. Prints the per-class table and writes ``metrics_<split>.json`` / ``.md``;
+at the data with ``data.root=...``; so does a file written by ``ccnet convert`` from a zoo entry. Outside a
+run folder, a file that names its architecture is built as that architecture unless ``model.name=`` names
+another. Weights whose classes (count, or names when both sides know them) differ from the dataset's are
+refused, naming both. Prints the per-class table and writes ``metrics_<split>.json`` / ``.md``;
 ``--format-only`` writes the test-server PNGs instead (Cityscapes: labelIds). ``--backend fast`` /
 ``fast-bf16`` scores the optimised inference copy (folded BatchNorm, channels-last; + bf16 autocast), to
 measure what the faster path costs in accuracy. Works under ``torchrun``.
@@ -35,74 +38,109 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
+def exit_code(error: BaseException) -> int:
+    """The exit code of a setup error of ``eval`` / ``predict`` / ``export``: 1 for bad data and faults (an
+    unreadable weights file, a failed download, an I/O error), 2 for what the user asked wrongly (a config
+    key or argument, a missing file or dataset folder, weights that do not fit the model or the dataset, an
+    output path in the way). A corrupt image met while running is a data error (1) of its own."""
+    from ccnet.models.weights import WeightsDownloadError, WeightsFileError
+
+    if isinstance(error, (WeightsFileError, WeightsDownloadError)):
+        return 1
+    return 2 if isinstance(error, (ValueError, FileNotFoundError)) else 1
+
+
 def run(args: argparse.Namespace) -> int:
-    from ccnet.config import ConfigError, config_to_dict, split_config_items
+    from ccnet.config import config_to_dict, split_config_items
     from ccnet.data import DatasetError
     from ccnet.engine.dist import init_distributed
     from ccnet.engine.evaluate import evaluate, format_only, format_table, write_reports
-    from ccnet.engine.setup import config_segmenter, eval_dataset, load_model, resolve_config
+    from ccnet.engine.predict import check_output_folder
+    from ccnet.engine.setup import (
+        check_weights_fit_dataset,
+        config_segmenter,
+        eval_dataset,
+        load_model,
+        model_choice,
+        resolve_config,
+    )
+    from ccnet.models.weights import is_url
 
     setup_logging()
     try:
         source, overrides = split_config_items(args.items)
         config, weights = resolve_config(source, overrides, args.weights)
+        local_weights = not is_url(weights) and Path(weights).is_file()
+        out = check_output_folder(
+            Path(args.out)
+            if args.out
+            else (Path(weights).parent if local_weights else Path("runs") / "eval" / config.name),
+            "--out",
+        )
         split = args.split or config.data.val_split
         dataset = eval_dataset(config, split)
         meta = dataset.meta
         ctx = init_distributed(config.train.device)
-        model, _ = load_model(
-            weights, name=config.model.name, overrides=config.model.overrides(), device=ctx.device
+        name, model_overrides = model_choice(config, source, overrides, weights)
+        model, info = load_model(
+            weights,
+            name=name,
+            overrides=model_overrides,
+            device=ctx.device,
+            fallback_name=config.model.name,
         )
+        check_weights_fit_dataset(model, info, meta, weights)
         if args.backend != "torch":
             from ccnet.deploy.fast import optimize_for_inference
 
             model = optimize_for_inference(model, bf16=args.backend == "fast-bf16")
         segmenter = config_segmenter(model, config, meta)
-    except (ConfigError, DatasetError, FileNotFoundError, ValueError, RuntimeError) as err:
-        return fail(PROG, err)
-    out = (
-        Path(args.out)
-        if args.out
-        else (Path(weights).parent if Path(weights).is_file() else Path("runs") / "eval" / config.name)
-    )
+    except (DatasetError, OSError, ValueError, RuntimeError) as err:
+        return fail(PROG, err, exit_code(err))
     progress = not args.no_progress
-    if args.format_only:
-        target = out / f"format_{split}"
-        count = format_only(
+    try:
+        if args.format_only:
+            target = out / f"format_{split}"
+            count = format_only(
+                segmenter,
+                dataset,
+                target,
+                dataset_name=meta.name,
+                palette=meta.palette,
+                ctx=ctx,
+                num_workers=config.data.num_workers,
+                progress=progress,
+            )
+            if ctx.is_main:
+                print(f"wrote {count} files to {target}" + (" (rank 0's share)" if ctx.distributed else ""))
+            return 0
+        metrics = evaluate(
             segmenter,
             dataset,
-            target,
-            dataset_name=meta.name,
-            palette=meta.palette,
+            meta.num_classes,
             ctx=ctx,
+            ignore_index=meta.ignore_index,
             num_workers=config.data.num_workers,
             progress=progress,
         )
-        if ctx.is_main:
-            print(f"wrote {count} files to {target}" + (" (rank 0's share)" if ctx.distributed else ""))
-        return 0
-    metrics = evaluate(
-        segmenter,
-        dataset,
-        meta.num_classes,
-        ctx=ctx,
-        ignore_index=meta.ignore_index,
-        num_workers=config.data.num_workers,
-        progress=progress,
-    )
+    except (DatasetError, OSError) as err:  # a corrupt image or label file of the split (named)
+        return fail(PROG, err, 1)
     if rank() == 0:
         print(format_table(metrics, meta.classes))
-        json_path, md_path = write_reports(
-            metrics,
-            meta.classes,
-            out,
-            stem=f"metrics_{split}" + ("" if args.backend == "torch" else f"_{args.backend}"),
-            extra={
-                "title": f"{config.name}: {meta.name} {split}",
-                "weights": str(weights),
-                "backend": args.backend,
-                "eval": config_to_dict(config)["eval"],
-            },
-        )
+        try:
+            json_path, md_path = write_reports(
+                metrics,
+                meta.classes,
+                out,
+                stem=f"metrics_{split}" + ("" if args.backend == "torch" else f"_{args.backend}"),
+                extra={
+                    "title": f"{config.name}: {meta.name} {split}",
+                    "weights": str(weights),
+                    "backend": args.backend,
+                    "eval": config_to_dict(config)["eval"],
+                },
+            )
+        except OSError as err:
+            return fail(PROG, f"cannot write the reports into {out}: {err}", 1)
         print(f"mIoU {metrics.miou:.4f}; reports: {json_path}, {md_path}")
     return 0

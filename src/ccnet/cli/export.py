@@ -5,7 +5,8 @@ dynamic batch/height/width, ccnet metadata (classes, palette, normalisation) for
 onnxruntime``. TorchScript: ``torch.jit.trace`` of the same function. Unless ``--no-check``, the file is
 reloaded (onnxruntime / ``torch.jit.load``) and compared with PyTorch on two input sizes different from the
 export example: max |logit difference| and argmax agreement are printed, and the exit code is 1 when the
-agreement is below ``--min-agreement``.
+agreement is below ``--min-agreement``. OUT must not be the weights file, and an existing OUT needs
+``--force``; both are checked before the export starts.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--min-agreement", type=float, default=0.9999, help="required argmax agreement (default 0.9999)"
     )
     parser.add_argument("--no-check", action="store_true", help="skip the parity check")
+    parser.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
 
 
 def _parse_size(text: str) -> tuple[int, int, int, int]:
@@ -48,19 +50,23 @@ def _parse_size(text: str) -> tuple[int, int, int, int]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ccnet.cli.eval import exit_code
     from ccnet.deploy.export import export_onnx, export_torchscript, onnx_parity, torchscript_parity
+    from ccnet.engine.predict import check_output_file
     from ccnet.engine.setup import load_model
 
     try:
         shapes = [_parse_size(text) for text in args.check_sizes]
         model, info = load_model(args.weights, name=args.model, device="cpu")
+        # Checked before the (slow) export: never overwrite the weights read, nor an existing file silently.
+        check_output_file(args.out, inputs=[args.weights], force=args.force, option="OUT")
         if args.format == "onnx":
             metadata = {"classes": info["classes"], "palette": info["palette"]}
             path = export_onnx(model, args.out, example_size=tuple(args.example_size), metadata=metadata)
         else:
             path = export_torchscript(model, args.out, example_size=tuple(args.example_size))
-    except (FileNotFoundError, ValueError, RuntimeError, ImportError) as err:
-        return fail(PROG, err)
+    except (OSError, ValueError, RuntimeError, ImportError) as err:
+        return fail(PROG, err, exit_code(err))
     print(f"wrote {path} ({args.format}, input images (B, 3, H, W) -> logits (B, {model.num_classes}, H, W))")
     if args.no_check:
         return 0

@@ -1,8 +1,11 @@
 """``ccnet predict [--model NAME] --weights W INPUT... --out DIR``: label PNGs and overlays for images.
 
-INPUT: image files, folders (their images) or glob patterns. Weights written by ``ccnet train`` name their
-model and classes; other checkpoints need ``--model`` (and ``--dataset`` for the class colours). Unreadable
-inputs are reported and skipped, and the exit code is then 1.
+INPUT: image files, folders (their images) or glob patterns. ``--weights``: a file, a URL (downloaded into
+the torch hub cache like ``model.pretrained=``) or a zoo name. Weights written by ``ccnet train`` or
+``ccnet convert`` name their model and classes, and their architecture wins unless ``--model`` names
+another; other checkpoints need ``--model`` (and ``--dataset``, a name or a folder dataset's root, for the
+class colours). ``--out`` must be a folder that can be written (checked first). Unreadable inputs are
+reported and skipped, and the exit code is then 1.
 
 ``--backend``: ``torch`` (the plain model), ``fast`` (BatchNorm folded, channels-last), ``fast-bf16`` (also
 bf16 autocast; changes a small fraction of labels), ``onnxruntime`` (``--weights`` is a file written by
@@ -26,7 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, help="registered model name (default: named by the weights)")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument(
-        "--dataset", default=None, help="dataset whose colours to use (default: the weights')"
+        "--dataset",
+        default=None,
+        help="dataset whose colours to use: a name, or a folder dataset's root (default: the weights')",
     )
     parser.add_argument("--mode", choices=("whole", "slide"), default=None, help="default: the weights' own")
     parser.add_argument("--crop-size", nargs=2, type=int, metavar=("H", "W"), help="sliding-window tile")
@@ -47,12 +52,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _palette(info_palette, dataset: str | None, model, num_classes: int):
-    """Colours: --dataset, else the weights' own, else their zoo dataset's, else the VOC colour map."""
+    """Colours: --dataset (a dataset name, or the root folder of a ``folder`` dataset), else the weights'
+    own, else their zoo dataset's, else the VOC colour map.
+
+    Raises:
+        ConfigError: an unknown dataset, ``folder`` without its root, or a dataset of another class count.
+    """
+    from ccnet.config import ConfigError
     from ccnet.data import dataset_class
     from ccnet.data.meta import voc_colormap
 
     if dataset:
-        return dataset_class(dataset).meta.palette
+        meta = _dataset_meta(dataset)
+        if meta.num_classes != num_classes:
+            raise ConfigError(
+                f"--dataset {dataset}: {meta.num_classes} classes, but the weights predict {num_classes}; "
+                "pass the dataset the weights were trained on"
+            )
+        return meta.palette
     if info_palette:
         return info_palette
     entry = getattr(model, "pretrained_cfg", None)
@@ -62,16 +79,42 @@ def _palette(info_palette, dataset: str | None, model, num_classes: int):
     return voc_colormap(num_classes)
 
 
+def _dataset_meta(dataset: str):
+    """The metadata of ``--dataset``: a registered dataset with built-in classes, or a folder dataset's
+    root (its ``meta.yaml``). Any problem is a ConfigError naming ``--dataset``."""
+    from pathlib import Path
+
+    from ccnet.config import ConfigError
+    from ccnet.data import dataset_class
+    from ccnet.data.folder import read_folder_meta
+
+    try:
+        if Path(dataset).is_dir():
+            return read_folder_meta(dataset)[0]
+        meta = getattr(dataset_class(dataset), "meta", None)
+    except ValueError as err:  # unknown name (valid ones listed), unreadable meta.yaml (named)
+        raise ConfigError(f"--dataset {dataset}: {err}") from err
+    if meta is None:  # the folder format: its classes and colours are in each dataset's meta.yaml
+        raise ConfigError(
+            f"--dataset {dataset}: this dataset has no built-in classes or colours; pass its root folder "
+            "(the one holding meta.yaml) instead"
+        )
+    return meta
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from ccnet.cli.eval import exit_code
+    from ccnet.data import DatasetError
     from ccnet.engine.dist import resolve_device
     from ccnet.engine.inference import Segmenter
-    from ccnet.engine.predict import expand_inputs, predict_files
+    from ccnet.engine.predict import check_output_folder, expand_inputs, predict_files
     from ccnet.engine.setup import load_model
 
     files, problems = expand_inputs(args.inputs)
     try:
+        out = check_output_folder(args.out, "--out")
         device = torch.device(args.device) if ":" in args.device else resolve_device(args.device)
         backend = getattr(args, "backend", "torch")
         if backend == "onnxruntime":
@@ -90,17 +133,20 @@ def run(args: argparse.Namespace) -> int:
             if getattr(args, key) is not None:
                 options[key] = getattr(args, key)
         segmenter = Segmenter(model, **options)
-    except (FileNotFoundError, ValueError, RuntimeError) as err:
-        return fail(PROG, err)
-    report = predict_files(
-        segmenter,
-        files,
-        args.out,
-        palette,
-        with_overlay=not args.no_overlay,
-        alpha=args.alpha,
-        progress=not args.no_progress,
-    )
+    except (DatasetError, OSError, ValueError, RuntimeError) as err:
+        return fail(PROG, err, exit_code(err))
+    try:
+        report = predict_files(
+            segmenter,
+            files,
+            out,
+            palette,
+            with_overlay=not args.no_overlay,
+            alpha=args.alpha,
+            progress=not args.no_progress,
+        )
+    except OSError as err:  # the output folder filled up or vanished while writing
+        return fail(PROG, f"cannot write into {out}: {err}", 1)
     failed = problems + report.failed
     for item, reason in failed:
         print(f"{PROG}: skipped {item}: {reason}", file=sys.stderr)

@@ -14,10 +14,11 @@ with :func:`export_onnx_module`: ``x`` (B, C, T, H, W) -> ``y`` (B, C, T, H, W),
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,19 @@ def _metadata(model: nn.Module, extra: Mapping[str, Any] | None) -> dict[str, st
     return {METADATA_PREFIX + key: json.dumps(value) for key, value in values.items() if value is not None}
 
 
+@contextlib.contextmanager
+def _written_whole(path: Path) -> Iterator[Path]:
+    """A temporary file beside ``path`` that replaces it only once written completely: a failed export
+    leaves neither a partial file nor a damaged previous one (``--force``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial{path.suffix}")
+    try:
+        yield partial
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
 def export_onnx_module(
     module: nn.Module,
     example: Tensor,
@@ -127,10 +141,9 @@ def export_onnx_module(
         dynamic_axes: {dim: name} of the dynamic input dims; default: every dim but the channels (dim 1).
         metadata: string key/values stored in the model's ``metadata_props``.
     """
-    import onnx
+    import onnx  # noqa: F401  (fails here, before any work, without the ``export`` extra)
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     axes = dict(dynamic_axes) if dynamic_axes is not None else {0: "batch"}
     if dynamic_axes is None:
         axes.update({d: f"axis{d}" for d in range(2, example.dim())})
@@ -139,6 +152,23 @@ def export_onnx_module(
             raise ValueError(f"export: example size of dynamic dim {dim} must be >= 2, got {example.shape}")
     dims = {dim: torch.export.Dim(name) for dim, name in axes.items()}
     module = module.eval()
+    with _written_whole(path) as partial:
+        _export_onnx_file(module, example, partial, dims, input_name, output_name, metadata)
+    return path
+
+
+def _export_onnx_file(
+    module: nn.Module,
+    example: Tensor,
+    path: Path,
+    dims: Mapping[int, Any],
+    input_name: str,
+    output_name: str,
+    metadata: Mapping[str, str] | None,
+) -> None:
+    """torch.onnx.export into ``path``, checked, with ``metadata`` stored in it."""
+    import onnx
+
     torch.onnx.export(
         module,
         (example,),
@@ -158,7 +188,6 @@ def export_onnx_module(
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value
         onnx.save(proto, str(path))
-    return path
 
 
 def export_onnx(
@@ -233,7 +262,6 @@ def export_torchscript(
     The traced graph follows input sizes (the attention's portable path has no size-dependent Python).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     wrapper = LogitsOnly(model)
     example = torch.randn(batch, 3, *example_size, device=module_device(model))
     with torch.no_grad(), warnings.catch_warnings():
@@ -241,7 +269,8 @@ def export_torchscript(
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", category=FutureWarning, module="torch.jit")
         traced = torch.jit.trace(wrapper, example, check_trace=False)
-        torch.jit.save(traced, str(path))
+        with _written_whole(path) as partial:
+            torch.jit.save(traced, str(partial))
     return path
 
 

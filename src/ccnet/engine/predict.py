@@ -12,6 +12,7 @@ where the clip runs past the ends), so every frame gets the same temporal contex
 from __future__ import annotations
 
 import glob
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,80 @@ from ccnet.data import DatasetError, read_image
 from ccnet.data.files import IMAGE_SUFFIXES
 from ccnet.engine.inference import Segmenter
 
-__all__ = ["PredictReport", "colorize", "expand_inputs", "overlay", "predict_files"]
+__all__ = [
+    "OutputPathError",
+    "PredictReport",
+    "check_output_file",
+    "check_output_folder",
+    "colorize",
+    "expand_inputs",
+    "overlay",
+    "predict_files",
+]
+
+
+class OutputPathError(ValueError):
+    """An output folder or file that cannot be written (a file in the way, no permission, an input)."""
+
+
+def _writable_ancestor(path: Path, option: str) -> None:
+    """The nearest existing folder of ``path`` must be a writable folder (the rest is created)."""
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise OutputPathError(f"{option} {path}: {parent} is a file, not a folder")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise OutputPathError(f"{option} {path}: folder {parent} is not writable")
+            return
+
+
+def check_output_folder(path: str | os.PathLike, option: str = "--out") -> Path:
+    """``path`` as an output folder, checked before any work is done: an existing writable folder, or a
+    path that can be created (nothing is created here).
+
+    Raises:
+        OutputPathError: naming ``option`` and the file or folder in the way.
+    """
+    path = Path(path).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise OutputPathError(f"{option} {path}: is a file, not a folder")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise OutputPathError(f"{option} {path}: folder is not writable")
+        return path
+    _writable_ancestor(path, option)
+    return path
+
+
+def check_output_file(
+    path: str | os.PathLike,
+    *,
+    inputs: Sequence[str | os.PathLike] = (),
+    force: bool = False,
+    option: str = "output",
+) -> Path:
+    """``path`` as a new output file, checked before any work: not one of ``inputs`` (a command must not
+    overwrite what it reads), not an existing file unless ``force``, never a folder, in a writable folder.
+
+    Raises:
+        OutputPathError: naming the file and the reason.
+    """
+    path = Path(path).expanduser()
+    for item in inputs:
+        source = Path(item).expanduser()
+        if source.exists() and path.exists() and os.path.samefile(source, path):
+            raise OutputPathError(f"{option} {path} is also the input {item}; write to another file")
+    if path.is_dir():
+        raise OutputPathError(f"{option} {path} is a folder; give a file name")
+    if path.exists():
+        if not force:
+            raise OutputPathError(f"{option} {path} exists; pass --force to overwrite it")
+        if not os.access(path, os.W_OK):
+            raise OutputPathError(f"{option} {path} is not writable")
+        return path
+    _writable_ancestor(path, option)
+    return path
+
 
 _GLOB_CHARS = set("*?[")
 
@@ -97,8 +171,12 @@ def predict_files(
     alpha: float = 0.5,
     progress: bool = True,
 ) -> PredictReport:
-    """Segment each file and write its label PNG (and overlay) into ``out_dir`` (see the module docstring)."""
-    out_dir = Path(out_dir)
+    """Segment each file and write its label PNG (and overlay) into ``out_dir`` (see the module docstring).
+
+    Raises:
+        OutputPathError: ``out_dir`` is a file, lies under one, or is not writable (checked first).
+    """
+    out_dir = check_output_folder(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     report, used = PredictReport(), set()
     frames = _readable(tqdm(files, desc="predict", unit="img", disable=not progress), report)

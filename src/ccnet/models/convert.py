@@ -112,8 +112,19 @@ class CheckpointMismatchError(ValueError):
     """A checkpoint does not fit: the message lists unknown, missing and mis-shaped keys."""
 
 
-def _listing(keys: list[str], limit: int = 20) -> str:
-    shown = ", ".join(keys[:limit])
+# A mismatch of whole architectures involves hundreds of keys: a few examples and the count say enough.
+_LISTED = 5
+
+
+def _listing(keys: list[str], limit: int = _LISTED) -> str:
+    """``a, b, c, ... (N in all)``: the first ``limit`` keys, one per module first (a BatchNorm's five
+    tensors would otherwise fill the examples with one module)."""
+    modules: dict[str, str] = {}
+    for key in keys:
+        modules.setdefault(key.split(":")[0].rsplit(".", 1)[0], key)
+    examples = list(modules.values())[:limit]
+    examples += [key for key in keys if key not in examples][: limit - len(examples)]
+    shown = ", ".join(examples)
     return f"{shown}, ... ({len(keys)} in all)" if len(keys) > limit else shown
 
 
@@ -226,14 +237,16 @@ def load_checkpoint_strict(
     """Load ``state_dict`` into ``model`` after checking that every key and every shape match.
 
     Raises:
-        CheckpointMismatchError: listing missing keys, unexpected keys and shape mismatches (e.g. a
-            classifier trained for another number of classes, or weights of another architecture).
+        CheckpointMismatchError: counting missing keys, unexpected keys and shape mismatches, with a few
+            examples of each (e.g. a classifier trained for another number of classes, or weights of
+            another architecture).
     """
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(expected))
+    noun = "checkpoint" if what == "checkpoint" else "file"  # ``what`` (a path) is named once, in front
     mis_shaped = [
-        f"{k}: {what} {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}"
+        f"{k}: {noun} {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}"
         for k, v in expected.items()
         if k in state_dict and state_dict[k].shape != v.shape
     ]

@@ -26,7 +26,7 @@ from ccnet.models.convert import (
 )
 from ccnet.models.registry import get_model_entry
 from ccnet.models.weights import cached_download, read_weights
-from ccnet.models.zoo import IMAGENET_WEIGHTS, WeightsEntry, get_weights
+from ccnet.models.zoo import IMAGENET_WEIGHTS, ZOO, WeightsEntry, get_weights
 
 if TYPE_CHECKING:
     from ccnet.models.ccnet import CCNet
@@ -45,7 +45,8 @@ class Pretrained:
         state: the state dict (our key names).
         arch: the registered architecture they were saved for, when the source says (zoo entry, our files).
         zoo_entry: the zoo entry, for zoo names.
-        meta: the string metadata of our files (``arch``, ``model_overrides``, ``classes``, ``palette``).
+        meta: the string metadata of our files (``arch``, ``model_overrides``, ``classes``, ``palette``, and
+            ``zoo``, ``test_protocol`` for files converted from a zoo entry).
     """
 
     location: str
@@ -85,7 +86,10 @@ def read_pretrained(location: str | os.PathLike) -> Pretrained:
         return Pretrained(str(location), convert_checkpoint(checkpoint, entry.source), entry.arch, entry)
     checkpoint, meta = read_weights(location)
     state = convert_checkpoint(checkpoint, "auto")
-    return Pretrained(str(location), state, meta.get("arch") or None, None, meta)
+    # A file converted from a zoo entry names it (``ccnet convert``): its test protocol and normalisation
+    # come with it, as with the zoo name itself.
+    zoo = ZOO.get(meta.get("zoo", ""))
+    return Pretrained(str(location), state, meta.get("arch") or (zoo.arch if zoo else None), zoo, meta)
 
 
 def create_model(
