@@ -139,3 +139,71 @@ def test_saved_config_round_trips(tmp_path: Path):
     path = save_config(config, tmp_path / "run" / "config.yaml")
     assert load_config(path) == config
     assert config_to_dict(config)["data"]["crop_size"] == [32, 48]
+
+
+# --- value ranges and dataset options -----------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.batch_size=0", "train.batch_size: expected an integer >= 1, got 0"),
+        ("train.keep_last=-1", "train.keep_last: expected an integer >= 1, got -1"),
+        ("train.checkpoint_interval=-3", "train.checkpoint_interval: expected an integer >= 0, got -3"),
+        ("optim.lr=-1", "optim.lr: expected a number > 0, got -1.0"),
+        ("optim.lr=.inf", "optim.lr: expected a number > 0, got inf"),
+        ("optim.momentum=1", "optim.momentum: expected a number in [0, 1), got 1.0"),
+        ("data.num_workers=-1", "data.num_workers: expected an integer >= 0, got -1"),
+        ("data.crop_size=[512,0]", "data.crop_size[1]: expected an integer >= 1, got 0"),
+        ("data.ratio_range=[2,1]", "data.ratio_range: expected [low, high] with low <= high"),
+        ("eval.scales=[]", "eval.scales: expected at least one scale factor"),
+        ("eval.scales=[0.5,0]", "eval.scales[1]: expected a number > 0, got 0.0"),
+        ("loss.ignore_index=300", "loss.ignore_index: expected an integer in [0, 255], got 300"),
+        ("train.device=gpu", "train.device: expected 'auto', 'cpu', 'cuda' or 'cuda:<index>', got 'gpu'"),
+        ("data.dataset=''", "data.dataset: expected a non-empty string"),
+    ],
+)
+def test_values_out_of_range_name_the_key(override, message):
+    with pytest.raises(ConfigError) as error:
+        load_config("default", [override])
+    assert str(error.value).startswith(message), str(error.value)
+
+
+def test_boundary_values_are_accepted():
+    config = load_config(
+        "default",
+        ["train.val_interval=0", "train.checkpoint_interval=0", "data.num_workers=0", "train.device=cuda:1",
+         "model.recurrence=0", "optim.momentum=0", "data.ratio_range=[1,1]"],
+    )  # fmt: skip
+    assert config.train.val_interval == 0 and config.model.recurrence == 0
+
+
+def test_every_shipped_config_is_in_range():
+    for path in SHIPPED:
+        load_config(path)
+
+
+def test_switching_dataset_on_the_command_line_drops_the_file_options():
+    config = load_config("default", ["data.dataset=folder", "data.root=/data/mine"])
+    assert config.data.options == {} and config.data.val_options == {}
+    # options given with the switch are kept, in any order
+    config = load_config("default", ["data.options.x=1", "data.dataset=folder"])
+    assert config.data.options == {"x": 1}
+    # the same dataset named again is no switch
+    config = load_config("default", ["data.dataset=context", "data.options.image_size=32"])
+    assert config.data.options == {"length": 12000, "image_size": 32}
+    assert config.data.val_options == {"length": 256}
+
+
+def test_options_given_whole_replace_the_file_options():
+    config = load_config("default", ["data.options={}"])
+    assert config.data.options == {} and config.data.val_options == {"length": 256}
+    config = load_config("default", ["data.val_options={image_size: 32}"])
+    assert config.data.val_options == {"image_size": 32} and config.data.options == {"length": 12000}
+
+
+def test_a_file_switching_dataset_drops_the_base_options(tmp_path):
+    base = tmp_path / "base.yaml"
+    base.write_text("data:\n  dataset: context\n  options: {length: 10}\n  num_workers: 0\n")
+    child = tmp_path / "child.yaml"
+    child.write_text("base: base.yaml\ndata:\n  dataset: folder\n  root: /data/mine\n")
+    config = load_config(child)
+    assert config.data.options == {} and config.data.num_workers == 0

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+from ccnet.cli.common import fail, non_negative_int, positive_int
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
@@ -24,9 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     check.add_argument("--split", default="train", help="split to check (default: train)")
     check.add_argument(
-        "--workers", type=int, default=0, help="DataLoader workers decoding files (default: 0)"
+        "--workers", type=non_negative_int, default=0, help="DataLoader workers decoding files (default: 0)"
     )
-    check.add_argument("--limit", type=int, default=None, help="check only the first N samples")
+    check.add_argument("--limit", type=positive_int, default=None, help="check only the first N samples")
     check.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     actions.add_parser("list", help="list the available datasets", description="List the available datasets.")
 
@@ -44,7 +46,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"{name:15s} {detail or 'classes from ROOT/meta.yaml'}")
         return 0
 
-    from ccnet.data import check_dataset, format_report
+    from ccnet.data import check_dataset, dataset_class, format_report
+
+    try:
+        dataset_class(args.name)
+    except ValueError as error:  # a misspelt name is a usage error, not bad data
+        return fail(f"ccnet data {args.data_command}", error, 2)
 
     report = check_dataset(
         args.name,
@@ -55,4 +62,6 @@ def run(args: argparse.Namespace) -> int:
         limit=args.limit,
     )
     print(format_report(report))
-    return 0 if report.ok else 1
+    if not report.ok:  # the report above details it; the contract's one line on stderr says why it failed
+        return fail(f"ccnet data {args.data_command}", report.summary(), 1)
+    return 0

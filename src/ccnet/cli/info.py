@@ -7,11 +7,24 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ccnet.cli.common import fail, positive_int
+
+PROG = "ccnet info"
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", nargs="?", help="model name or zoo weights name; omit to list both")
-    parser.add_argument("--input-size", nargs=2, type=int, default=(512, 1024), metavar=("H", "W"))
-    parser.add_argument("--num-classes", type=int, default=None, help="K (default: the zoo entry's, else 19)")
+    parser.add_argument(
+        "--input-size",
+        nargs=2,
+        type=positive_int,
+        default=(512, 1024),
+        metavar=("H", "W"),
+        help="input of the FLOP count (default: 512 1024)",
+    )
+    parser.add_argument(
+        "--num-classes", type=positive_int, default=None, help="K (default: the zoo entry's, else 19)"
+    )
     parser.add_argument("--no-flops", action="store_true", help="skip the FLOP count (one forward pass)")
 
 
@@ -74,9 +87,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         model = create_model(arch, num_classes=num_classes, **(entry.model_kwargs if entry else {}))
     except ValueError as err:
-        print(f"ccnet info: error: {err}")
-        return 2
-    summary = summarize_model(model, None if args.no_flops else tuple(args.input_size))
+        return fail(PROG, err, 2)
+    try:
+        summary = summarize_model(model, None if args.no_flops else tuple(args.input_size))
+    except RuntimeError as err:  # e.g. an input too small for the backbone's kernels
+        height, width = args.input_size
+        return fail(PROG, f"{arch} cannot run on a {height}x{width} input (--input-size): {err}", 2)
     lines = [f"model: {arch}  ({num_classes} classes, align_corners={model.align_corners})"]
     if entry:
         lines += [

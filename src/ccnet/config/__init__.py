@@ -26,6 +26,7 @@ from ccnet.config.schema import (
     OhemConfig,
     OptimConfig,
     TrainConfig,
+    validate_config,
 )
 
 __all__ = [
@@ -50,4 +51,5 @@ __all__ = [
     "resolve_config_path",
     "save_config",
     "split_config_items",
+    "validate_config",
 ]

@@ -12,6 +12,12 @@ of the wrong type raises :class:`ConfigError` naming the dotted key and what is 
 3. ``a.b=value`` overrides, each value parsed with ``yaml.safe_load`` (``true``, ``0.5``, ``[769, 769]``,
    ``null``).
 
+Sections (``optim``, ``data``, ...) merge key by key across the layers. Two exceptions keep a run from
+inheriting dataset options that belong to another dataset: the free-form mappings ``data.options`` and
+``data.val_options`` are replaced, not merged, by an override that gives them whole (``data.options={}``
+clears them), and a layer that switches ``data.dataset`` to another dataset drops the options of the layers
+below it. Finally every value is checked against its range (:func:`ccnet.config.schema.validate_config`).
+
 Floats also accept strings such as ``1e-4`` (YAML 1.1 reads a float without a dot as a string), ints are
 accepted where floats are expected, and YAML lists where tuples are expected.
 
@@ -32,7 +38,7 @@ from typing import Any, Literal
 
 import yaml
 
-from ccnet.config.schema import Config, ConfigError
+from ccnet.config.schema import Config, ConfigError, DataConfig, validate_config
 
 __all__ = [
     "CONFIG_DIR",
@@ -163,8 +169,9 @@ def _build(cls: type, values: Mapping[str, Any], prefix: str = "") -> Any:
 
 
 def config_from_dict(values: Mapping[str, Any]) -> Config:
-    """A :class:`Config` from a nested mapping (missing keys keep their defaults)."""
-    return _build(Config, values)
+    """A :class:`Config` from a nested mapping (missing keys keep their defaults), its values checked
+    against their types and ranges."""
+    return validate_config(_build(Config, values))
 
 
 def config_to_dict(config: Config) -> dict[str, Any]:
@@ -190,6 +197,25 @@ def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+# Free-form per-dataset keyword arguments: meaningful only for the dataset they were written for.
+_DATASET_OPTIONS = ("options", "val_options")
+
+
+def _dataset_of(values: Mapping[str, Any]) -> Any:
+    data = values.get("data")
+    return data.get("dataset") if isinstance(data, Mapping) else None
+
+
+def _merge_layer(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """``update`` (a config layer) over ``base``; a layer that names another dataset than ``base`` (or the
+    schema default) does not inherit the dataset options of ``base``."""
+    new_dataset = _dataset_of(update)
+    old_dataset = _dataset_of(base) or DataConfig.dataset
+    if new_dataset is not None and new_dataset != old_dataset and isinstance(base.get("data"), Mapping):
+        base = {**base, "data": {k: v for k, v in base["data"].items() if k not in _DATASET_OPTIONS}}
+    return _merge(base, update)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -243,7 +269,7 @@ def _load_layers(source: str | Path | Mapping[str, Any] | None) -> dict[str, Any
         raise ConfigError(
             f"{resolved}: its base {base_path} has a base of its own; only one level of 'base:' is allowed"
         )
-    return _merge(base_data, data)
+    return _merge_layer(base_data, data)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -286,13 +312,27 @@ def load_config(
             of the wrong type (the message names the dotted key).
     """
     values = _load_layers(source)
+    # The overrides form one layer: `data.dataset=folder data.options.x=1` keeps x and drops the file's.
+    layer: dict[str, Any] = {}
     for text in overrides:
         path, value = parse_override(text)
+        if len(path) == 2 and path[0] == "data" and path[1] in _DATASET_OPTIONS:
+            # given whole, a free-form mapping is replaced: `data.options={}` clears the file's options
+            values = _without(values, path)
+            layer = _without(layer, path)
         update: Any = value
         for part in reversed(path):
             update = {part: update}
-        values = _merge(values, update)
-    return config_from_dict(values)
+        layer = _merge(layer, update)
+    return config_from_dict(_merge_layer(values, layer))
+
+
+def _without(values: dict[str, Any], path: list[str]) -> dict[str, Any]:
+    """A copy of ``values`` without the nested key ``path`` (two levels)."""
+    section = values.get(path[0])
+    if not isinstance(section, Mapping) or path[1] not in section:
+        return values
+    return {**values, path[0]: {k: v for k, v in section.items() if k != path[1]}}
 
 
 def save_config(config: Config, path: str | Path) -> Path:

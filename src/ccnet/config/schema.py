@@ -8,10 +8,13 @@ here. What a bare ``ccnet train`` runs is the shipped ``default`` config (see :m
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 __all__ = [
+    "VALUE_RANGES",
     "CategoryConsistentConfig",
     "Config",
     "ConfigError",
@@ -21,7 +24,9 @@ __all__ = [
     "ModelConfig",
     "OhemConfig",
     "OptimConfig",
+    "Range",
     "TrainConfig",
+    "validate_config",
 ]
 
 
@@ -180,3 +185,128 @@ class Config:
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+# --- value ranges --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Range:
+    """The interval a numeric config value must lie in (bounds inclusive unless ``open_*``)."""
+
+    low: float | None = None
+    high: float | None = None
+    open_low: bool = False
+    open_high: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        if self.low is not None and (value <= self.low if self.open_low else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.open_high else value <= self.high)
+
+    def describe(self) -> str:
+        """``>= 1``, ``> 0``, ``in [0, 1)``, ..."""
+        if self.high is None:
+            return f"{'>' if self.open_low else '>='} {self.low:g}"
+        if self.low is None:
+            return f"{'<' if self.open_high else '<='} {self.high:g}"
+        return (
+            f"in {'(' if self.open_low else '['}{self.low:g}, {self.high:g}{')' if self.open_high else ']'}"
+        )
+
+
+_AT_LEAST_0, _AT_LEAST_1, _POSITIVE = Range(0), Range(1), Range(0, open_low=True)
+_FRACTION = Range(0, 1)
+
+# Dotted key -> the range of its value (of each element for tuples); None values are not checked. The one
+# place for range checks, so that every message reads ``key: expected an integer >= 1, got 0``.
+VALUE_RANGES: dict[str, Range] = {
+    "model.output_stride": _AT_LEAST_1,
+    "model.recurrence": _AT_LEAST_0,
+    "model.reduction": _AT_LEAST_1,
+    "model.channels": _AT_LEAST_1,
+    "model.dropout": Range(0, 1, open_high=True),
+    "model.aux_channels": _AT_LEAST_1,
+    "model.clip_length": _AT_LEAST_1,
+    "data.crop_size": _AT_LEAST_1,
+    "data.train_scale": _AT_LEAST_1,
+    "data.ratio_range": _POSITIVE,
+    "data.cat_max_ratio": Range(0, 1, open_low=True),
+    "data.num_workers": _AT_LEAST_0,
+    "optim.lr": _POSITIVE,
+    "optim.momentum": Range(0, 1, open_high=True),
+    "optim.weight_decay": _AT_LEAST_0,
+    "optim.power": _AT_LEAST_0,
+    "optim.min_lr": _AT_LEAST_0,
+    "optim.warmup_iters": _AT_LEAST_0,
+    "optim.warmup_ratio": _FRACTION,
+    "optim.clip_grad_norm": _POSITIVE,
+    "loss.aux_weight": _AT_LEAST_0,
+    "loss.ignore_index": Range(0, 255),  # masks are uint8
+    "loss.ohem.thresh": Range(0, 1, open_low=True),
+    "loss.ohem.min_kept": _AT_LEAST_0,
+    "loss.ccl.dim": _AT_LEAST_1,
+    "loss.ccl.delta_v": _AT_LEAST_0,
+    "loss.ccl.delta_d": _AT_LEAST_0,
+    "loss.ccl.alpha": _AT_LEAST_0,
+    "loss.ccl.beta": _AT_LEAST_0,
+    "loss.ccl.gamma": _AT_LEAST_0,
+    "train.max_iters": _AT_LEAST_1,
+    "train.batch_size": _AT_LEAST_1,
+    "train.val_interval": _AT_LEAST_0,  # 0 = only at the end
+    "train.checkpoint_interval": _AT_LEAST_0,  # 0 = only at the end
+    "train.keep_last": _AT_LEAST_1,
+    "train.log_interval": _AT_LEAST_1,
+    "train.seed": _AT_LEAST_0,  # seeds derive from non-negative integers
+    "train.num_threads": _AT_LEAST_1,
+    "eval.crop_size": _AT_LEAST_1,
+    "eval.stride": _AT_LEAST_1,
+    "eval.test_scale": _AT_LEAST_1,
+    "eval.scales": _POSITIVE,
+    "eval.batch_size": _AT_LEAST_1,
+}
+
+# "auto", "cpu", "cuda", "cuda:1", "mps": checked as text here; whether the device exists is known only on
+# the machine that runs (ccnet.engine.dist.resolve_device).
+_DEVICE = re.compile(r"auto|cpu|mps|(cuda|xpu)(:\d+)?")
+
+
+def _lookup(config: Any, dotted: str) -> Any:
+    value = config
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def _check_range(key: str, value: Any, allowed: Range) -> None:
+    kind = "an integer" if isinstance(value, int) and not isinstance(value, bool) else "a number"
+    if value not in allowed:
+        raise ConfigError(f"{key}: expected {kind} {allowed.describe()}, got {value!r}")
+
+
+def validate_config(config: Config) -> Config:
+    """Check the values of ``config`` that their types alone do not make valid (ranges, non-empty lists,
+    ordered ranges, the device name); raise :class:`ConfigError` naming the dotted key and what is allowed.
+    Returns ``config``."""
+    for key, allowed in VALUE_RANGES.items():
+        value = _lookup(config, key)
+        if value is None:
+            continue
+        if isinstance(value, tuple):
+            for index, element in enumerate(value):
+                _check_range(f"{key}[{index}]", element, allowed)
+        else:
+            _check_range(key, value, allowed)
+    low, high = config.data.ratio_range
+    if low > high:
+        raise ConfigError(f"data.ratio_range: expected [low, high] with low <= high, got {[low, high]}")
+    if not config.eval.scales:
+        raise ConfigError("eval.scales: expected at least one scale factor (e.g. [1.0]), got []")
+    if not _DEVICE.fullmatch(config.train.device):
+        raise ConfigError(
+            f"train.device: expected 'auto', 'cpu', 'cuda' or 'cuda:<index>', got {config.train.device!r}"
+        )
+    for key in ("data.dataset", "data.train_split", "data.val_split", "model.name", "name"):
+        if not _lookup(config, key):
+            raise ConfigError(f"{key}: expected a non-empty string, got {_lookup(config, key)!r}")
+    return config

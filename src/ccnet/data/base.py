@@ -19,6 +19,7 @@ an item's per-sample ``"meta"`` dict).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -237,9 +238,10 @@ def _describe_problems(where: str, listing: Listing, limit: int = 5) -> str:
     more = len(listing.problems) - limit
     if more > 0:
         lines.append(f"... and {more} more")
+    # One line: it ends up as the single error line of a command.
     return (
         f"{where}: {len(listing.problems)} unpaired files (found {listing.found_images} images, "
-        f"{listing.found_labels} labels):\n  " + "\n  ".join(lines)
+        f"{listing.found_labels} labels): " + "; ".join(lines)
     )
 
 
@@ -289,6 +291,32 @@ def dataset_class(name: str) -> type[SegmentationDataset]:
     if name.lower() not in _REGISTRY:
         raise ValueError(f"unknown dataset {name!r}; available: {', '.join(list_datasets())}")
     return _REGISTRY[name.lower()]
+
+
+# Arguments every dataset class takes that are not per-dataset options (set by the code, not the config).
+_STANDARD_ARGUMENTS = {"self", "root", "split", "transforms", "strict"}
+
+
+def dataset_options(name_or_class: str | type[SegmentationDataset]) -> list[str]:
+    """The keyword options a dataset class accepts (``data.options`` of a run config), sorted: its named
+    ``__init__`` arguments, following ``**kwargs`` into its bases, and the ``extra_options`` it declares for
+    what its own ``**kwargs`` take."""
+    cls = dataset_class(name_or_class) if isinstance(name_or_class, str) else name_or_class
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        parameters = inspect.signature(init).parameters.values()
+        names |= {
+            p.name
+            for p in parameters
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in _STANDARD_ARGUMENTS
+        }
+        names |= set(klass.__dict__.get("extra_options", ()))
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters):
+            break
+    return sorted(names)
 
 
 def get_dataset(

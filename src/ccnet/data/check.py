@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from ccnet.data.base import FileSegmentationDataset, SegmentationDataset, dataset_class, get_dataset
-from ccnet.data.files import DatasetError
+from ccnet.data.files import DatasetError, image_bit_depth
 from ccnet.data.meta import IGNORE_INDEX
 
 
@@ -37,10 +37,35 @@ class CheckReport:
     histogram: np.ndarray = field(default_factory=lambda: np.zeros(256, dtype=np.int64))
     bad_files: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
     error: str | None = None  # the dataset could not be listed at all
+    labelled: int = 0  # checked samples that have a label file (not all-ignore by construction)
+    sixteen_bit: list[str] = field(default_factory=list)  # 16-bit images (scaled to 8 bits when read)
+
+    @property
+    def nothing_to_learn(self) -> bool:
+        """Every label pixel of the checked labelled samples is ignore: training would see loss 0 and
+        evaluation end with mIoU nan."""
+        return self.labelled > 0 and not self.histogram[: len(self.classes)].any()
 
     @property
     def ok(self) -> bool:
-        return self.error is None and not self.bad_files
+        return self.error is None and not self.bad_files and not self.nothing_to_learn
+
+    def summary(self) -> str:
+        """One line: why the check failed (empty when it passed)."""
+        where = f"{self.dataset} {self.split}" + (f" under {self.root}" if self.root else "")
+        if self.error is not None:
+            return self.error
+        reasons = []
+        if self.bad_files:
+            path, reason = self.bad_files[0]
+            more = f" (and {len(self.bad_files) - 1} more)" if len(self.bad_files) > 1 else ""
+            reasons.append(f"{len(self.bad_files)} bad files, first {path}: {reason}{more}")
+        if self.nothing_to_learn:
+            reasons.append(
+                f"every label pixel of the {self.labelled} checked labelled samples is ignore "
+                f"({IGNORE_INDEX} after the dataset's label mapping): nothing to train or evaluate on"
+            )
+        return f"{where}: " + "; ".join(reasons) if reasons else ""
 
 
 class _CheckedItems(Dataset):
@@ -57,10 +82,26 @@ class _CheckedItems(Dataset):
             image, label = self.dataset.load_raw(index)
         except DatasetError as error:
             return {"error": str(error), "file": _sample_file(self.dataset, index)}
+        image_file = _image_file(self.dataset, index)
         return {
             "size": tuple(int(s) for s in image.shape[-3:-1]),
             "histogram": np.bincount(label.reshape(-1), minlength=256)[:256],
+            "labelled": _has_label(self.dataset, index),
+            "sixteen_bit": image_file if image_file and image_bit_depth(image_file) == 16 else None,
         }
+
+
+def _image_file(dataset: SegmentationDataset, index: int) -> str | None:
+    if isinstance(dataset, FileSegmentationDataset):
+        return str(dataset.samples[index].image)
+    return None
+
+
+def _has_label(dataset: SegmentationDataset, index: int) -> bool:
+    """Whether sample ``index`` has a label (splits without labels are all-ignore by construction)."""
+    if isinstance(dataset, FileSegmentationDataset):
+        return dataset.samples[index].label is not None
+    return True
 
 
 def _sample_file(dataset: SegmentationDataset, index: int) -> str:
@@ -114,6 +155,9 @@ def check_dataset(
         else:
             report.sizes[item["size"]] += 1
             report.histogram += item["histogram"]
+            report.labelled += item["labelled"]
+            if item["sixteen_bit"]:
+                report.sixteen_bit.append(item["sixteen_bit"])
     return report
 
 
@@ -177,10 +221,20 @@ def format_report(report: CheckReport, max_bad: int = 20) -> str:
     rows.append((f"{IGNORE_INDEX} ignore", str(int(report.histogram[IGNORE_INDEX])),
                  f"{100 * report.histogram[IGNORE_INDEX] / max(total, 1):.2f}"))  # fmt: skip
     lines += ["", *_table(rows, ("class", "pixels", "%"))]
+    if report.sixteen_bit:
+        first = report.sixteen_bit[0]
+        lines += [
+            "",
+            f"16-bit images: {len(report.sixteen_bit)} (e.g. {first}); read scaled to 8 bits "
+            "(v * 255 / 65535)",
+        ]
+    if report.nothing_to_learn:
+        lines += ["", f"no class pixels: every label pixel is ignore ({IGNORE_INDEX}); nothing to train on"]
     if report.bad_files:
         lines += ["", f"bad files ({len(report.bad_files)}):"]
         lines += [f"  {path}: {reason}" for path, reason in report.bad_files[:max_bad]]
         if len(report.bad_files) > max_bad:
             lines.append(f"  ... and {len(report.bad_files) - max_bad} more")
-    lines += ["", "OK" if report.ok else "FAILED: bad files found"]
+    verdict = "FAILED: bad files found" if report.bad_files else "FAILED: no class pixels"
+    lines += ["", "OK" if report.ok else verdict]
     return "\n".join(lines)

@@ -16,6 +16,10 @@ and ``meta.yaml``::
     reduce_zero_label: false              # optional: stored 0 -> ignore, c -> c - 1 (ADE20K style)
     train_scale: [1024, 512]              # optional (long side, short side); crop_size: [512, 512]
 
+Values are typed as shown and checked (an error names the file and the key): ``reduce_zero_label`` must be a
+real boolean (a quoted ``'false'`` is refused, not read as true), integers real integers, and no other key is
+allowed (a misspelt one would otherwise be ignored).
+
 A split is chosen, in order, by a subfolder (``images/<split>/`` with ``masks/<split>/``), by a list file
 ``splits/<split>.txt``, or ``split="all"`` for every image in ``images/``. Masks with any other value, colour
 (RGB) masks, and images without a mask (or masks without an image) are errors naming the file.
@@ -42,15 +46,30 @@ from ccnet.data.labels import LabelMapping, index_labels, reduce_zero_label
 from ccnet.data.meta import IGNORE_INDEX, DatasetMeta, voc_colormap
 
 META_FILES = ("meta.yaml", "meta.yml", "meta.json")
+# Every key meta.yaml may hold: a misspelt one ("ignore_idx") would otherwise be ignored silently.
+_META_KEYS = (
+    "name",
+    "classes",
+    "palette",
+    "ignore_index",
+    "reduce_zero_label",
+    "train_scale",
+    "test_scale",
+    "crop_size",
+)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _pair(values: Any, what: str, where: Path) -> tuple[int, int] | None:
     if values is None:
         return None
     if not (
-        isinstance(values, list | tuple) and len(values) == 2 and all(isinstance(v, int) for v in values)
+        isinstance(values, list | tuple) and len(values) == 2 and all(_is_int(v) and v > 0 for v in values)
     ):
-        raise DatasetError(f"{where}: {what} must be a list of two integers, got {values!r}")
+        raise DatasetError(f"{where}: '{what}' must be a list of two positive integers, got {values!r}")
     return int(values[0]), int(values[1])
 
 
@@ -74,6 +93,9 @@ def read_folder_meta(root: str | Path) -> tuple[DatasetMeta, dict[str, Any]]:
         raise DatasetError(
             f"{path}: {len(classes)} classes; at most 255 fit in 8-bit masks with 255 = ignore"
         )
+    unknown = sorted(set(content) - set(_META_KEYS))
+    if unknown:
+        raise DatasetError(f"{path}: unknown key(s) {unknown}; valid keys: {list(_META_KEYS)}")
     palette = content.get("palette")
     if palette is None:
         palette = voc_colormap(len(classes))
@@ -81,19 +103,29 @@ def read_folder_meta(root: str | Path) -> tuple[DatasetMeta, dict[str, Any]]:
         isinstance(palette, list)
         and len(palette) == len(classes)
         and all(
-            isinstance(c, list | tuple) and len(c) == 3 and all(0 <= int(v) <= 255 for v in c)
+            isinstance(c, list | tuple) and len(c) == 3 and all(_is_int(v) and 0 <= v <= 255 for v in c)
             for c in palette
         )
     ):
         raise DatasetError(f"{path}: 'palette' must be {len(classes)} [R, G, B] triples of 0..255")
-    ignore_value = int(content.get("ignore_index", IGNORE_INDEX))
-    reduce_zero = bool(content.get("reduce_zero_label", False))
+    ignore_value = content.get("ignore_index", IGNORE_INDEX)
+    if not _is_int(ignore_value):
+        raise DatasetError(f"{path}: 'ignore_index' must be an integer (0..255), got {ignore_value!r}")
+    reduce_zero = content.get("reduce_zero_label", False)
+    if not isinstance(reduce_zero, bool):
+        # A quoted 'false' is a non-empty string, i.e. true to Python: it would shift every label silently.
+        raise DatasetError(
+            f"{path}: 'reduce_zero_label' must be true or false (unquoted), got {reduce_zero!r}"
+        )
+    name = content.get("name", "folder")
+    if not isinstance(name, str) or not name:
+        raise DatasetError(f"{path}: 'name' must be a non-empty string, got {name!r}")
     if not reduce_zero and not len(classes) <= ignore_value <= 255:
         raise DatasetError(
             f"{path}: ignore_index {ignore_value} must be in {len(classes)}..255 (not a class)"
         )
     meta = DatasetMeta(
-        name=str(content.get("name", "folder")),
+        name=name,
         classes=tuple(classes),
         palette=tuple((int(r), int(g), int(b)) for r, g, b in palette),
         train_scale=_pair(content.get("train_scale"), "train_scale", path),

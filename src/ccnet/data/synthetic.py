@@ -234,6 +234,8 @@ class ContextDataset(SegmentationDataset):
     meta = CONTEXT
     splits = tuple(_SPLIT_STREAMS)
     _variant = 0
+    # what **config accepts (ccnet.data.dataset_options lists them with the named keyword arguments)
+    extra_options = tuple(f.name for f in dataclasses.fields(ContextConfig))
 
     def __init__(
         self,

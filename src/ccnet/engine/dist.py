@@ -24,6 +24,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from ccnet.config import ConfigError
+
 __all__ = [
     "CPUSyncBatchNorm",
     "DistContext",
@@ -60,14 +62,31 @@ class DistContext:
 
 
 def resolve_device(device: str, local_rank: int = 0) -> torch.device:
-    """``"auto"``: ``cuda:<local_rank>`` if CUDA is available, else CPU; ``"cuda"``: the local rank's GPU."""
+    """``"auto"``: ``cuda:<local_rank>`` if CUDA is available, else CPU; ``"cuda"``: the local rank's GPU.
+
+    Raises:
+        ConfigError: naming ``train.device``, for a device this machine does not have or an unknown name.
+    """
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda":
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as error:
+        raise ConfigError(
+            f"train.device: {device!r} is not a device name ({error}); use 'cpu' or 'auto'"
+        ) from None
+    if resolved.type == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError("train.device='cuda' but CUDA is not available; use 'cpu' or 'auto'")
-        return torch.device("cuda", local_rank)
-    return torch.device(device)
+            raise ConfigError(f"train.device: {device!r} but CUDA is not available here; use 'cpu' or 'auto'")
+        index = local_rank if resolved.index is None else resolved.index
+        if index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"train.device: {device!r} needs GPU {index} but this machine has {torch.cuda.device_count()}"
+            )
+        return torch.device("cuda", index)
+    if resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"train.device: {device!r} but MPS is not available here; use 'cpu' or 'auto'")
+    return resolved
 
 
 def module_device(module: nn.Module) -> torch.device:

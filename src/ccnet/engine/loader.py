@@ -16,6 +16,7 @@ shardable and resumable at any batch.
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import Iterator
 from functools import partial
@@ -27,10 +28,14 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ccnet.config import ConfigError, DataConfig
 from ccnet.data import (
+    DatasetError,
     DatasetMeta,
+    FileSegmentationDataset,
     SegmentationDataset,
     authors_train_transforms,
     collate,
+    dataset_class,
+    dataset_options,
     eval_transforms,
     get_dataset,
     train_transforms,
@@ -43,6 +48,7 @@ __all__ = [
     "SeededDataset",
     "build_datasets",
     "build_train_loader",
+    "check_has_class_pixels",
     "derive_seed",
     "train_transforms_for",
 ]
@@ -143,11 +149,82 @@ def train_transforms_for(data: DataConfig, meta: DatasetMeta, preprocess: Prepro
 def build_datasets(data: DataConfig) -> tuple[SegmentationDataset, SegmentationDataset]:
     """Training and validation datasets; the validation items hold raw ``uint8`` images (see
     :func:`ccnet.engine.evaluate.raw_pair`). Set the training transforms with :func:`train_transforms_for`
-    once the model (and so its input normalisation) is known."""
-    train_set = get_dataset(data.dataset, data.root, data.train_split, **data.options)
+    once the model (and so its input normalisation) is known.
+
+    Raises:
+        ConfigError: an unknown ``data.dataset``, an option the dataset does not take or a value it refuses
+            (naming ``data.options`` / ``data.val_options`` and the options it accepts).
+        DatasetError: a missing or bad dataset copy, or a split whose sampled labels are all ignore
+            (see :func:`check_has_class_pixels`).
+    """
+    try:
+        accepted = dataset_options(data.dataset)
+        reads_files = issubclass(dataset_class(data.dataset), FileSegmentationDataset)
+    except ValueError as error:  # unknown name: the message lists the registered ones
+        raise ConfigError(f"data.dataset: {error}") from None
+    if reads_files and data.root is None:
+        raise ConfigError(
+            f"data.root: dataset {data.dataset!r} is read from files; set data.root=DIR (its directory)"
+        )
+    _check_option_names(data.dataset, "data.options", data.options, accepted)
+    _check_option_names(data.dataset, "data.val_options", data.val_options, accepted)
     val_options = {**data.options, **data.val_options}
-    val_set = get_dataset(data.dataset, data.root, data.val_split, transforms=raw_pair, **val_options)
+    with _options_named(data.dataset, "data.options", data.options):
+        train_set = get_dataset(data.dataset, data.root, data.train_split, **data.options)
+    with _options_named(data.dataset, "data.val_options", val_options):
+        val_set = get_dataset(data.dataset, data.root, data.val_split, transforms=raw_pair, **val_options)
+    check_has_class_pixels(train_set, data.train_split)
+    check_has_class_pixels(val_set, data.val_split)
     return train_set, val_set
+
+
+def _check_option_names(dataset: str, key: str, options: dict[str, Any], accepted: list[str]) -> None:
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        takes = f"its options: {', '.join(accepted)}" if accepted else "it takes no options"
+        raise ConfigError(f"{key}.{unknown[0]}: dataset {dataset!r} has no option {unknown[0]!r}; {takes}")
+
+
+@contextlib.contextmanager
+def _options_named(dataset: str, key: str, options: dict[str, Any]) -> Iterator[None]:
+    """Turn a dataset's refusal of an option value (TypeError / ValueError, not a bad copy on disk) into a
+    ConfigError naming the config key."""
+    try:
+        yield
+    except DatasetError:
+        raise
+    except (TypeError, ValueError) as error:
+        if not options:
+            raise
+        raise ConfigError(f"{key}: dataset {dataset!r} refuses {options}: {error}") from error
+
+
+# Labelled items read to decide that a split has class pixels at all: evenly spaced over the split, so that
+# a sorted dataset whose first files are unlabelled is not refused; every item of a split this small.
+CLASS_PIXEL_SAMPLES = 32
+
+
+def check_has_class_pixels(
+    dataset: SegmentationDataset, split: str, samples: int = CLASS_PIXEL_SAMPLES
+) -> None:
+    """Raise :class:`DatasetError` when every label pixel of up to ``samples`` items of ``dataset`` (evenly
+    spaced; all of a small split) is ignore: training would see a zero loss and evaluation end with mIoU
+    nan. Stops at the first item with a class pixel, so a normal dataset costs one label read."""
+    count = len(dataset)
+    if count == 0:
+        return
+    indices = sorted({int(i) for i in np.linspace(0, count - 1, num=min(samples, count))})
+    for index in indices:
+        _, label = dataset.load_raw(index)
+        if (label != dataset.ignore_index).any():
+            return
+    where = f" under {dataset.root}" if getattr(dataset, "root", None) is not None else ""
+    checked = "every item" if len(indices) == count else f"{len(indices)} items spread over its {count}"
+    raise DatasetError(
+        f"dataset {dataset.name!r} split {split!r}{where}: every label pixel of {checked} is ignore "
+        f"({dataset.ignore_index} after the dataset's label mapping), nothing to train or evaluate on; check "
+        f"the masks and the ignore settings (ccnet data check {dataset.name} ... --split {split})"
+    )
 
 
 def _seed_worker(seed: int, rank: int, worker_id: int) -> None:

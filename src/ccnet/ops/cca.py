@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 from torch import Tensor, nn
 
@@ -9,6 +11,13 @@ from ccnet.ops.dispatch import cca_block
 from ccnet.ops.functional import format_shape
 
 __all__ = ["CrissCrossAttention", "RecurrentCrissCrossAttention"]
+
+
+def _check_integer(module: str, name: str, value: object) -> None:
+    """Refuse a non-integer hyper-parameter: ``recurrence=2.5`` would run ``range(2.5)`` late or round
+    silently, and ``True`` is an int to Python but never a channel count."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{module}: {name} must be an integer, got {value!r} ({type(value).__name__})")
 
 
 class _CrissCrossAttentionNd(nn.Module):
@@ -20,6 +29,8 @@ class _CrissCrossAttentionNd(nn.Module):
 
     def __init__(self, in_channels: int, reduction: int = 8) -> None:
         super().__init__()
+        _check_integer(type(self).__name__, "in_channels", in_channels)
+        _check_integer(type(self).__name__, "reduction", reduction)
         if in_channels < 1 or reduction < 1 or in_channels // reduction < 1:
             raise ValueError(
                 f"{type(self).__name__}: need in_channels >= reduction >= 1, got in_channels={in_channels}, "
@@ -45,6 +56,20 @@ class _CrissCrossAttentionNd(nn.Module):
             raise ValueError(
                 f"{type(self).__name__}: expected a non-empty input {self._layout} with "
                 f"C={self.in_channels}, got shape {format_shape(x)}"
+            )
+        weight_dtype = self.value_conv.weight.dtype
+        # Under autocast any floating input is cast by the op; otherwise input and weights must agree, and
+        # torch's own message ("Input type (double) and bias type (float)...") names neither the module nor
+        # the shape.
+        if (
+            not torch.jit.is_tracing()
+            and x.dtype != weight_dtype
+            and not (x.is_floating_point() and torch.is_autocast_enabled(x.device.type))
+        ):
+            raise ValueError(
+                f"{type(self).__name__}: input of shape {format_shape(x)} is {x.dtype} but the module's "
+                f"weights are {weight_dtype}; convert one of them (x.to({weight_dtype}) or "
+                f"module.to({x.dtype})), or run under torch.autocast"
             )
         # One projection for query and key; the value projection runs after aggregation, inside the op.
         qk_weight = torch.cat([self.query_conv.weight, self.key_conv.weight]).flatten(1)  # (2C', C)
@@ -94,8 +119,9 @@ class RecurrentCrissCrossAttention(nn.Module):
 
     def __init__(self, in_channels: int, recurrence: int = 2, reduction: int = 8) -> None:
         super().__init__()
+        _check_integer(type(self).__name__, "recurrence", recurrence)
         if recurrence < 0:
-            raise ValueError(f"RecurrentCrissCrossAttention: recurrence must be >= 0, got {recurrence}")
+            raise ValueError(f"{type(self).__name__}: recurrence must be >= 0, got {recurrence}")
         self.recurrence = recurrence
         self.cca = self._block(in_channels, reduction)
 
