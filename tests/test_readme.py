@@ -22,3 +22,17 @@ def test_readme_opens_with_the_two_commands():
     commands = [line for line in first_block.splitlines() if line and not line.startswith("#")]
     assert len(commands) == 2
     assert "pip install" in commands[0] and "pytest" in commands[1]
+
+
+def test_readme_states_the_tiny_model_size_and_the_test_splits_as_the_code_has_them():
+    import ccnet
+    from ccnet.data import dataset_class
+
+    text = README.read_text()
+    stated = int(re.search(r"~(\d+)k-parameter", text).group(1))
+    parameters = sum(p.numel() for p in ccnet.create_model("ccnet_tiny", num_classes=4).parameters())
+    assert round(parameters / 1000) == stated
+    assert "test" in dataset_class("cityscapes").splits
+    for name in ("ade20k", "voc", "lip"):  # "ADE20K, VOC and LIP define no `test` split"
+        assert "test" not in dataset_class(name).splits
+    assert "ADE20K, VOC and LIP define no\n`test` split" in text

@@ -3,7 +3,7 @@ builds one.
 
 - CCNet on dilated ResNets (mmseg's ``ccnet_r50-d8`` etc., the authors' network) and its ablation twins on
   the same backbones: ``fcn_*`` (no context module) and ``nonlocal_*`` (a non-local block in place of RCCA);
-- tiny networks (~55k parameters, :class:`~ccnet.models.backbone.TinyBackbone`) for CPU runs, tests and the
+- tiny networks (~58k parameters, :class:`~ccnet.models.backbone.TinyBackbone`) for CPU runs, tests and the
   built-in context tasks;
 - video CCNets (``ccnet3d_*``): the 2-D network with 3-D criss-cross attention over clips, loading the
   weights of the 2-D twin named by ``weights_from``.
