@@ -67,6 +67,16 @@ def test_resume_with_a_different_config_names_the_differing_keys(run_copy):
     assert tree_hash(run_copy) == before
 
 
+def test_resume_with_allow_config_change_applies_and_records_the_change(run_copy):
+    result = _train(
+        "--resume", str(run_copy), "--allow-config-change", "data.options.length=32", "train.max_iters=6"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "data.options.length changed from 64 to 32" in result.stderr
+    assert load_config(run_copy / "config.yaml").data.options["length"] == 32
+    assert load_checkpoint(run_copy / "iter_0000006.pt")["iteration"] == 6
+
+
 def test_resume_below_the_checkpoint_iteration_is_refused(run_copy):
     before = tree_hash(run_copy)
     result = _train("--resume", str(run_copy), "train.max_iters=3")

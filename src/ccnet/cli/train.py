@@ -38,6 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "overrides allowed on resume: optim.lr and other optim schedule values, train.max_iters, "
         "logging/checkpoint settings",
     )
+    parser.add_argument(
+        "--allow-config-change",
+        action="store_true",
+        help="with --resume: let other config keys differ from the run's too; they take effect and are "
+        "recorded in its config.yaml",
+    )
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     parser.add_argument("--list", action="store_true", help="list the shipped configs (recipes) and exit")
 
@@ -88,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     setup_logging()
     try:
         with logging_redirect_tqdm():
-            result = train(config, resume=resume)
+            result = train(config, resume=resume, allow_config_change=args.allow_config_change)
     except ConfigError as err:  # a setting that cannot work, or a resume config the run cannot take
         return fail(PROG, err, code=2)
     except (DatasetError, TrainingError, ValueError) as err:

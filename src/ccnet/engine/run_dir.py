@@ -198,26 +198,31 @@ def saved_run_config(checkpoint: Path, state: Mapping[str, Any]) -> tuple[dict[s
 
 
 def check_resume_config(
-    config: Config, checkpoint: Path, state: Mapping[str, Any]
+    config: Config, checkpoint: Path, state: Mapping[str, Any], *, allow_changes: bool = False
 ) -> dict[str, tuple[Any, Any]]:
     """Check that ``config`` may continue the run of ``checkpoint`` (see the module docstring).
 
-    Returns the differences the resumed run applies (:data:`APPLIED_ON_RESUME`), key -> (old, new).
+    With ``allow_changes`` (``--allow-config-change``) keys outside the allowed ones may differ too: the
+    resumed run is built from ``config``, so they take effect (a change the checkpoint cannot be loaded into,
+    such as another architecture, still fails when it is loaded).
+
+    Returns the differences the resumed run applies (:data:`APPLIED_ON_RESUME`, and with ``allow_changes``
+    every other difference as well), key -> (old, new).
 
     Raises:
-        ConfigError: keys outside the allowed ones differ (all named with both values), or
-            ``train.max_iters`` is below the checkpoint's iteration.
+        ConfigError: keys outside the allowed ones differ without ``allow_changes`` (all named with both
+            values), or ``train.max_iters`` is below the checkpoint's iteration.
     """
     saved, source = saved_run_config(checkpoint, state)
     differences = config_differences(saved, config_to_dict(config)) if saved is not None else {}
     refused = {k: v for k, v in differences.items() if k not in APPLIED_ON_RESUME | RUNTIME_SETTINGS}
-    if refused:
+    if refused and not allow_changes:
         listed = ", ".join(f"{key} ({old!r} -> {new!r})" for key, (old, new) in refused.items())
         raise ConfigError(
             f"--resume {checkpoint}: the config differs from the run's ({source}) in {listed}; a resumed run "
             "keeps its config except optim.* schedule values, train.max_iters and logging/checkpoint/worker "
-            "settings; drop those changes (without a CONFIG, --resume uses the run's config.yaml), or start "
-            "a new run to make them"
+            "settings; drop those changes (without a CONFIG, --resume uses the run's config.yaml), pass "
+            "--allow-config-change to make them in this run, or start a new run"
         )
     iteration = int(state["iteration"])
     if config.train.max_iters < iteration:
@@ -225,4 +230,6 @@ def check_resume_config(
             f"--resume {checkpoint}: train.max_iters={config.train.max_iters} is below the checkpoint's "
             f"iteration {iteration}; pass train.max_iters >= {iteration}"
         )
+    if allow_changes:
+        return {k: v for k, v in differences.items() if k not in RUNTIME_SETTINGS}
     return {k: v for k, v in differences.items() if k in APPLIED_ON_RESUME}

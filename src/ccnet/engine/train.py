@@ -181,7 +181,9 @@ def _condensed(error: BaseException, limit: int = 300) -> str:
 
 
 # --- the run -------------------------------------------------------------------------------------------
-def train(config: Config, *, resume: bool | str | Path = False) -> TrainResult:
+def train(
+    config: Config, *, resume: bool | str | Path = False, allow_config_change: bool = False
+) -> TrainResult:
     """Train (or, with ``resume``, continue training) as ``config`` says; see the module docstring.
 
     Args:
@@ -192,6 +194,8 @@ def train(config: Config, *, resume: bool | str | Path = False) -> TrainResult:
             :mod:`ccnet.engine.run_dir` allows (a lower ``optim.lr``, a longer ``train.max_iters``, ...),
             which the restored optimiser and schedule then use. Nothing in the run directory is written
             before the checkpoint has been read, checked finite and loaded into the model and optimiser.
+        allow_config_change: with ``resume``, let any other key differ from the run's config too (the
+            resumed run is built from ``config``, so the changes take effect and are recorded).
 
     Raises:
         ConfigError: a setting that cannot work here (e.g. fp16 on CPU), or a resume config that differs
@@ -205,7 +209,7 @@ def train(config: Config, *, resume: bool | str | Path = False) -> TrainResult:
     ctx = init_distributed(config.train.device)
     try:
         with _torch_settings(config, ctx):
-            return _run(config, ctx, resume)
+            return _run(config, ctx, resume, allow_config_change)
     finally:
         if created_group and ctx.distributed:
             dist.destroy_process_group()
@@ -235,7 +239,9 @@ def _torch_settings(config: Config, ctx: DistContext) -> Iterator[None]:
         torch.backends.cudnn.benchmark = saved[3]
 
 
-def _run(config: Config, ctx: DistContext, resume: bool | str | Path) -> TrainResult:
+def _run(
+    config: Config, ctx: DistContext, resume: bool | str | Path, allow_config_change: bool
+) -> TrainResult:
     tc, main = config.train, ctx.is_main
     _check(config, ctx)
     work_dir, resume_from = resolve_run_dir(config, resume, ctx)
@@ -243,7 +249,7 @@ def _run(config: Config, ctx: DistContext, resume: bool | str | Path) -> TrainRe
     applied: dict[str, tuple[Any, Any]] = {}
     if resume_from is not None:  # read and check everything before anything is written
         resumed = load_training_checkpoint(resume_from, map_location=ctx.device)
-        applied = check_resume_config(config, resume_from, resumed)
+        applied = check_resume_config(config, resume_from, resumed, allow_changes=allow_config_change)
     elif main:  # a new run: its folder and config first, so that even a run that dies early is explained
         with _writing("the run folder", work_dir):
             work_dir.mkdir(parents=True, exist_ok=True)
