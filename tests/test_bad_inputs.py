@@ -13,7 +13,6 @@ a training run) start ``python -m ccnet`` of their own.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -26,7 +25,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.bad_input import assert_one_line_error, run_cli, tree_hash
+from tests.bad_input import assert_one_line_error, cli_server, run_cli, tree_hash
 from tests.data.fakes import stripes, write_image, write_label
 
 # Keeps every training run short and quiet (2 iterations, no worker processes, no progress bar).
@@ -56,51 +55,11 @@ def train_default(runner, tmp_path: Path, *extra: str):
     return runner("train", *QUICK, f"train.work_dir={tmp_path / 'run'}", *extra)
 
 
-# Runs command lines sent as JSON on stdin through ccnet.cli.main, as `python -m ccnet` would: an uncaught
-# exception prints its traceback and exits 1, SystemExit gives its code. Answers are marked lines on stdout.
-_SERVER = r"""
-import contextlib, io, json, os, sys, traceback
-from ccnet.cli import main
-for request in sys.stdin:
-    out, err, environ = io.StringIO(), io.StringIO(), dict(os.environ)
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main(json.loads(request))
-        except SystemExit as stop:
-            code = stop.code if isinstance(stop.code, int) else int(stop.code is not None)
-        except BaseException:
-            traceback.print_exc()
-            code = 1
-    os.environ.clear()
-    os.environ.update(environ)
-    answer = {"code": code, "stdout": out.getvalue(), "stderr": err.getvalue()}
-    sys.__stdout__.write("@@ccnet@@" + json.dumps(answer) + "\n")
-    sys.__stdout__.flush()
-"""
-
-
 @pytest.fixture(scope="module")
 def cli(tmp_path_factory):
     """``cli(*args)`` -> CompletedProcess of ``ccnet ARGS``, run in one long-lived Python process."""
-    cwd = tmp_path_factory.mktemp("cli-cwd")  # a run without train.work_dir would write runs/ here
-    server = subprocess.Popen(
-        [sys.executable, "-c", _SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=cwd
-    )
-
-    def run(*args: object) -> subprocess.CompletedProcess:
-        argv = [str(a) for a in args]
-        server.stdin.write(json.dumps(argv) + "\n")
-        server.stdin.flush()
-        while True:
-            line = server.stdout.readline()
-            assert line, "the CLI server process died"
-            if line.startswith("@@ccnet@@"):
-                answer = json.loads(line.removeprefix("@@ccnet@@"))
-                return subprocess.CompletedProcess(argv, answer["code"], answer["stdout"], answer["stderr"])
-
-    yield run
-    server.stdin.close()
-    server.wait(timeout=60)
+    with cli_server(tmp_path_factory.mktemp("cli-cwd")) as run:  # runs without a work_dir write here
+        yield run
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from PIL import Image
 
 from ccnet.models import create_model
 from ccnet.models.weights import read_weights, save_weights
-from tests.bad_input import assert_one_line_error, run_cli, tree_hash
+from tests.bad_input import assert_one_line_error, cli_server, run_cli, tree_hash
 
 SMALL_R50 = {"backbone": "test_resnet", "channels": 32, "aux_channels": 16}  # a small ccnet_r50_d8
 CONTEXT_CLASSES = ["background", "red", "green", "blue"]  # the built-in dataset's classes
@@ -106,6 +106,13 @@ def files(tmp_path_factory) -> dict[str, Path]:
     }
 
 
+@pytest.fixture(scope="module")
+def cli(tmp_path_factory):
+    """``cli(*args)`` -> CompletedProcess of ``ccnet ARGS``, run in one long-lived Python process."""
+    with cli_server(tmp_path_factory.mktemp("cli-cwd")) as run:
+        yield run
+
+
 @pytest.fixture
 def unchanged(files):
     """The run folder, the weights and the datasets are the same after the test as before it."""
@@ -117,8 +124,8 @@ def unchanged(files):
 # --- 1. weights against the dataset ------------------------------------------------------------------------
 
 
-def test_eval_of_4_class_weights_on_a_3_class_dataset_names_both(files, unchanged, tmp_path):
-    result = run_cli(
+def test_eval_of_4_class_weights_on_a_3_class_dataset_names_both(cli, files, unchanged, tmp_path):
+    result = cli(
         "eval",
         files["three"],
         "--weights",
@@ -134,8 +141,8 @@ def test_eval_of_4_class_weights_on_a_3_class_dataset_names_both(files, unchange
     assert not list(tmp_path.iterdir())  # no report of a meaningless score
 
 
-def test_eval_with_other_class_names_names_both_lists(files, unchanged, tmp_path):
-    result = run_cli(
+def test_eval_with_other_class_names_names_both_lists(cli, files, unchanged, tmp_path):
+    result = cli(
         "eval",
         files["renamed"],
         "--weights",
@@ -149,8 +156,8 @@ def test_eval_with_other_class_names_names_both_lists(files, unchanged, tmp_path
     assert_one_line_error(result, 2, "eval", str(files["tiny"]), "background, red", "void, cat, dog, bird")
 
 
-def test_eval_on_a_split_with_a_corrupt_image_names_the_image(files, unchanged, tmp_path):
-    result = run_cli(
+def test_eval_on_a_split_with_a_corrupt_image_names_the_image(cli, files, unchanged, tmp_path):
+    result = cli(
         "eval",
         files["corrupt"],
         "--weights",
@@ -167,15 +174,15 @@ def test_eval_on_a_split_with_a_corrupt_image_names_the_image(files, unchanged, 
 # --- 4. the weights' architecture against the model -------------------------------------------------------
 
 
-def test_eval_of_weights_naming_their_architecture_uses_it_outside_a_run(files, unchanged, tmp_path):
+def test_eval_of_weights_naming_their_architecture_uses_it_outside_a_run(cli, files, unchanged, tmp_path):
     # the built-in default config's ccnet_tiny must not be forced on a file that says it is a ccnet_r50_d8
-    result = run_cli("eval", *FAST_EVAL, "--weights", files["named_r50"], "--out", tmp_path, "--no-progress")
+    result = cli("eval", *FAST_EVAL, "--weights", files["named_r50"], "--out", tmp_path, "--no-progress")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "mIoU" in result.stdout
 
 
-def test_a_model_named_against_the_weights_says_what_the_file_is(files, unchanged, tmp_path):
-    result = run_cli(
+def test_a_model_named_against_the_weights_says_what_the_file_is(cli, files, unchanged, tmp_path):
+    result = cli(
         "eval", *FAST_EVAL, "model.name=ccnet_tiny", "--weights", files["named_r50"], "--out", tmp_path
     )
     assert_one_line_error(
@@ -183,8 +190,8 @@ def test_a_model_named_against_the_weights_says_what_the_file_is(files, unchange
     )
 
 
-def test_weights_that_do_not_fit_list_a_few_keys_and_counts_not_all(files, unchanged, tmp_path):
-    result = run_cli(
+def test_weights_that_do_not_fit_list_a_few_keys_and_counts_not_all(cli, files, unchanged, tmp_path):
+    result = cli(
         "predict",
         files["image"],
         "--weights",
@@ -208,12 +215,12 @@ def test_weights_that_do_not_fit_list_a_few_keys_and_counts_not_all(files, uncha
     ("command", "name"),
     [("predict", "truncated.safetensors"), ("predict", "random.safetensors"), ("eval", "empty.safetensors")],
 )
-def test_unreadable_weights_are_one_line_naming_the_file(files, unchanged, tmp_path, command, name):
+def test_unreadable_weights_are_one_line_naming_the_file(cli, files, unchanged, tmp_path, command, name):
     path = files["weights"] / name
     if command == "predict":
-        result = run_cli("predict", files["image"], "--weights", path, "--out", tmp_path, "--no-progress")
+        result = cli("predict", files["image"], "--weights", path, "--out", tmp_path, "--no-progress")
     else:
-        result = run_cli("eval", *FAST_EVAL, "--weights", path, "--out", tmp_path, "--no-progress")
+        result = cli("eval", *FAST_EVAL, "--weights", path, "--out", tmp_path, "--no-progress")
     line = assert_one_line_error(result, 1, command, str(path))
     assert "SafetensorError" not in line
 
@@ -232,14 +239,14 @@ def test_weights_url_offline_is_fetched_like_pretrained_and_named(files, unchang
 
 
 @pytest.mark.parametrize("under_a_file", [False, True])
-def test_predict_out_on_a_file_is_refused_before_any_work(files, unchanged, under_a_file):
+def test_predict_out_on_a_file_is_refused_before_any_work(cli, files, unchanged, under_a_file):
     out = files["tiny"] / "labels" if under_a_file else files["tiny"]
-    result = run_cli("predict", files["image"], "--weights", files["tiny"], "--out", out, "--no-progress")
+    result = cli("predict", files["image"], "--weights", files["tiny"], "--out", out, "--no-progress")
     assert_one_line_error(result, 2, "predict", "--out", str(files["tiny"]), "not a folder")
 
 
-def test_eval_out_on_a_file_is_refused(files, unchanged):
-    result = run_cli("eval", *FAST_EVAL, "--weights", files["tiny"], "--out", files["tiny"])
+def test_eval_out_on_a_file_is_refused(cli, files, unchanged):
+    result = cli("eval", *FAST_EVAL, "--weights", files["tiny"], "--out", files["tiny"])
     assert_one_line_error(result, 2, "eval", "--out", str(files["tiny"]), "not a folder")
 
 
@@ -250,8 +257,10 @@ def test_eval_out_on_a_file_is_refused(files, unchanged):
         ("cityscapes", ("--dataset cityscapes", "19 classes", "4")),
     ],
 )
-def test_predict_dataset_without_colours_or_of_other_classes(files, unchanged, tmp_path, dataset, fragments):
-    result = run_cli(
+def test_predict_dataset_without_colours_or_of_other_classes(
+    cli, files, unchanged, tmp_path, dataset, fragments
+):
+    result = cli(
         "predict",
         files["image"],
         "--weights",
@@ -265,9 +274,9 @@ def test_predict_dataset_without_colours_or_of_other_classes(files, unchanged, t
     assert_one_line_error(result, 2, "predict", *fragments)
 
 
-def test_predict_dataset_may_be_a_folder_dataset_root(files, unchanged, tmp_path):
+def test_predict_dataset_may_be_a_folder_dataset_root(cli, files, unchanged, tmp_path):
     root = files["data"] / "renamed"  # 4 classes: its colours are taken
-    result = run_cli(
+    result = cli(
         "predict",
         files["image"],
         "--weights",
@@ -285,42 +294,40 @@ def test_predict_dataset_may_be_a_folder_dataset_root(files, unchanged, tmp_path
 # --- 3. convert and export never overwrite their input ----------------------------------------------------
 
 
-def test_convert_onto_its_own_input_is_refused(files, unchanged):
-    result = run_cli("convert", files["tiny"], files["tiny"])
+def test_convert_onto_its_own_input_is_refused(cli, files, unchanged):
+    result = cli("convert", files["tiny"], files["tiny"])
     assert_one_line_error(result, 2, "convert", str(files["tiny"]), "is also the input")
 
 
-def test_convert_onto_an_existing_file_needs_force(files, unchanged, tmp_path):
+def test_convert_onto_an_existing_file_needs_force(cli, files, unchanged, tmp_path):
     existing = tmp_path / "existing.safetensors"
     existing.write_bytes(b"keep me")
-    result = run_cli("convert", files["tiny"], existing)
+    result = cli("convert", files["tiny"], existing)
     assert_one_line_error(result, 2, "convert", str(existing), "--force")
     assert existing.read_bytes() == b"keep me"
-    result = run_cli("convert", files["tiny"], existing, "--force")
+    result = cli("convert", files["tiny"], existing, "--force")
     assert result.returncode == 0, result.stderr[-3000:]
     _, meta = read_weights(existing)
     assert meta["arch"] == "ccnet_tiny" and json.loads(meta["classes"]) == CONTEXT_CLASSES
 
 
-def test_convert_against_another_architecture_lists_a_few_keys(files, unchanged, tmp_path):
-    result = run_cli("convert", files["tiny"], tmp_path / "r50.safetensors", "--arch", "ccnet_r50_d8")
+def test_convert_against_another_architecture_lists_a_few_keys(cli, files, unchanged, tmp_path):
+    result = cli("convert", files["tiny"], tmp_path / "r50.safetensors", "--arch", "ccnet_r50_d8")
     line = assert_one_line_error(result, 1, "convert", str(files["tiny"]), "'ccnet_r50_d8'", "in all)")
     assert len(line) < 1500
     assert not (tmp_path / "r50.safetensors").exists()
 
 
-def test_export_onto_its_own_weights_or_under_a_file_is_refused(files, unchanged):
-    result = run_cli("export", "--weights", files["tiny"], "--format", "torchscript", files["tiny"])
+def test_export_onto_its_own_weights_or_under_a_file_is_refused(cli, files, unchanged):
+    result = cli("export", "--weights", files["tiny"], "--format", "torchscript", files["tiny"])
     assert_one_line_error(result, 2, "export", str(files["tiny"]), "is also the input")
-    result = run_cli(
-        "export", "--weights", files["tiny"], "--format", "torchscript", files["tiny"] / "model.pt"
-    )
+    result = cli("export", "--weights", files["tiny"], "--format", "torchscript", files["tiny"] / "model.pt")
     assert_one_line_error(result, 2, "export", str(files["tiny"]), "not a folder")
 
 
-def test_export_onto_an_existing_file_needs_force(files, unchanged, tmp_path):
+def test_export_onto_an_existing_file_needs_force(cli, files, unchanged, tmp_path):
     existing = tmp_path / "model.pt"
     existing.write_bytes(b"keep me")
-    result = run_cli("export", "--weights", files["tiny"], "--format", "torchscript", existing, "--no-check")
+    result = cli("export", "--weights", files["tiny"], "--format", "torchscript", existing, "--no-check")
     assert_one_line_error(result, 2, "export", str(existing), "--force")
     assert existing.read_bytes() == b"keep me"
