@@ -10,20 +10,23 @@ The resume rule for configs: a resumed run keeps the config it was started with 
 may differ is listed in :data:`APPLIED_ON_RESUME` (schedule and optimiser values, which the resumed
 optimiser and schedule then use) and :data:`RUNTIME_SETTINGS` (how the run is shown, logged, checkpointed
 and fed, which change no result); any other difference is refused with a :class:`ConfigError` naming the
-dotted keys. Nothing is looked up here in a way that writes: the run folder is only written once the resume
-has been validated (see :func:`ccnet.engine.train.train`).
+dotted keys, unless explicitly allowed (``--allow-config-change``: the changes then take effect). Nothing
+is looked up here in a way that writes: the run folder is only written once the resume has been validated
+(see :func:`ccnet.engine.train.train`), through :func:`writing_to` and :func:`write_run_config`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from ccnet.config import Config, ConfigError, config_from_dict, config_to_dict
+from ccnet.config import Config, ConfigError, config_from_dict, config_to_dict, save_config
 from ccnet.engine.checkpoint import CheckpointManager
 from ccnet.engine.dist import DistContext, broadcast_object
 from ccnet.engine.errors import ResumeError, TrainingError
@@ -35,6 +38,8 @@ __all__ = [
     "config_differences",
     "resolve_run_dir",
     "run_folder_to_resume",
+    "write_run_config",
+    "writing_to",
 ]
 
 # Values a resumed run takes from the new config and applies to the restored optimiser and schedule.
@@ -233,3 +238,25 @@ def check_resume_config(
     if allow_changes:
         return {k: v for k, v in differences.items() if k not in RUNTIME_SETTINGS}
     return {k: v for k, v in differences.items() if k in APPLIED_ON_RESUME}
+
+
+@contextlib.contextmanager
+def writing_to(what: str, path: Path) -> Iterator[None]:
+    """Turn a failed write (read-only folder, a file in the way, full disk) into one line naming ``path``."""
+    try:
+        yield
+    except OSError as err:
+        reason = err.strerror or str(err)
+        raise TrainingError(f"cannot write {what} {path}: {reason}") from err
+
+
+def write_run_config(config: Config, work_dir: Path) -> None:
+    """``work_dir/config.yaml`` via a temporary file and ``os.replace``: a run killed while writing it keeps
+    a whole config.yaml (a resume reads it as its base config)."""
+    path = work_dir / "config.yaml"
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        save_config(config, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -23,11 +23,10 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch import Tensor, nn
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from ccnet.clips import centre_index
-from ccnet.config import Config, ConfigError, config_to_dict, save_config
+from ccnet.config import Config, ConfigError, config_to_dict
 from ccnet.engine.checkpoint import (
     CheckpointManager,
     capture_rng_state,
@@ -46,9 +45,10 @@ from ccnet.engine.loader import (
     train_transforms_for,
 )
 from ccnet.engine.optim import PolyLR, build_optimizer, set_hyperparameters
-from ccnet.engine.run_dir import check_resume_config, resolve_run_dir
+from ccnet.engine.run_dir import check_resume_config, resolve_run_dir, write_run_config, writing_to
 from ccnet.engine.setup import config_segmenter
 from ccnet.engine.train_log import TrainingLog
+from ccnet.engine.training_model import ModelWithLossModules, frames_as_images
 from ccnet.losses import CategoryConsistentLoss, OhemCrossEntropy, SegmentationLoss
 from ccnet.metrics import SegmentationMetrics
 
@@ -79,53 +79,6 @@ class TrainResult:
     model: nn.Module
 
 
-class ModelWithLossModules(nn.Module):
-    """The model plus the loss modules that have parameters (the category consistent loss's projection), as
-    one module so that DDP synchronises all of them. ``forward`` -> (SegmentationOutput, embeddings or None).
-
-    The category consistent loss needs the output of the model's context module (``model.head.context``,
-    RCCA for CCNet); a forward hook keeps it for the duration of one forward pass. A video model's context
-    (B, C, T, h, w) is taken frame by frame, like its logits (see :func:`frames_as_images`).
-    """
-
-    def __init__(self, model: nn.Module, ccl: CategoryConsistentLoss | None) -> None:
-        super().__init__()
-        self.model, self.ccl = model, ccl
-        self._context: Tensor | None = None
-        if ccl is not None:
-            model.head.context.register_forward_hook(self._keep_context)
-
-    def _keep_context(self, module: nn.Module, inputs: Any, output: Tensor) -> None:
-        if module.training:  # not during validation, which runs the model in eval mode
-            self._context = output
-
-    def forward(self, x: Tensor) -> tuple[Any, Tensor | None]:
-        output = self.model(x)
-        if self.ccl is None:
-            return output, None
-        context, self._context = self._context, None
-        if context.dim() == 5:  # (B', C, T', h, w), T' frames per attention window
-            if output.out.dim() == 4:  # the model predicts the centre frame of each clip
-                context = context[:, :, centre_index(context.shape[2])]
-            else:
-                context = context.transpose(1, 2).flatten(0, 1)  # (B' T', C, h, w) = (B T, C, h, w)
-        return output, self.ccl.embed(context, tuple(x.shape[-2:]))
-
-
-def frames_as_images(out: Tensor, aux: Tensor | None, target: Tensor) -> tuple[Tensor, Tensor | None, Tensor]:
-    """Logits and labels of clips as a batch of images, for the per-pixel losses.
-
-    Video models give (B, T, K, H, W) for targets (B, T, H, W): frames fold into the batch; predicting only
-    the centre frame, (B, K, H, W): the target's centre frame is taken. Images pass unchanged.
-    """
-    if target.dim() == 4 and out.dim() == 5:
-        aux = aux.flatten(0, 1) if aux is not None else None
-        return out.flatten(0, 1), aux, target.flatten(0, 1)
-    if target.dim() == 4 and out.dim() == 4:
-        return out, aux, target[:, centre_index(target.shape[1])]
-    return out, aux, target
-
-
 # --- setup helpers ------------------------------------------------------------------------------------
 def _check(config: Config, ctx: DistContext) -> None:
     tc = config.train
@@ -137,28 +90,6 @@ def _check(config: Config, ctx: DistContext) -> None:
         raise ConfigError("train.amp='fp16' needs CUDA; use 'bf16' on CPU")
     if tc.max_iters < 1:
         raise ConfigError(f"train.max_iters must be >= 1, got {tc.max_iters}")
-
-
-@contextlib.contextmanager
-def _writing(what: str, path: Path) -> Iterator[None]:
-    """Turn a failed write (read-only folder, a file in the way, full disk) into one line naming ``path``."""
-    try:
-        yield
-    except OSError as err:
-        reason = err.strerror or str(err)
-        raise TrainingError(f"cannot write {what} {path}: {reason}") from err
-
-
-def _write_config(config: Config, work_dir: Path) -> None:
-    """``work_dir/config.yaml`` via a temporary file and ``os.replace``: a run killed while writing it keeps
-    a whole config.yaml (a resume reads it as its base config)."""
-    path = work_dir / "config.yaml"
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        save_config(config, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _non_finite_advice(last_checkpoint: Path | None) -> str:
@@ -251,9 +182,9 @@ def _run(
         resumed = load_training_checkpoint(resume_from, map_location=ctx.device)
         applied = check_resume_config(config, resume_from, resumed, allow_changes=allow_config_change)
     elif main:  # a new run: its folder and config first, so that even a run that dies early is explained
-        with _writing("the run folder", work_dir):
+        with writing_to("the run folder", work_dir):
             work_dir.mkdir(parents=True, exist_ok=True)
-            _write_config(config, work_dir)
+            write_run_config(config, work_dir)
     if main:
         log.info(
             "run directory %s (%d process%s on %s)",
@@ -359,10 +290,10 @@ def _run(
         del state, resumed  # the restored copies live in the model and optimiser now
         # validated: only now does the resumed run write into its folder
         if main:
-            with _writing("the run folder", work_dir):
+            with writing_to("the run folder", work_dir):
                 work_dir.mkdir(parents=True, exist_ok=True)
                 superseded = CheckpointManager(work_dir, clean=False).set_aside_newer_than(start)
-                _write_config(config, work_dir)
+                write_run_config(config, work_dir)
             log.info("resumed from %s at iteration %d", resume_from, start)
             for key, (old, new) in applied.items():
                 log.info("resume: %s changed from %r to %r (applied; config.yaml records it)", key, old, new)
@@ -509,7 +440,7 @@ def _run(
                     "not written as a checkpoint, training stopped, " + _non_finite_advice(last_checkpoint)
                 )
             if main:
-                with _writing("a checkpoint into", work_dir):
+                with writing_to("a checkpoint into", work_dir):
                     path = manager.save(state, done, keep=keep, best=is_best)
                 last_checkpoint = path if keep else last_checkpoint
             ctx.barrier()
@@ -521,7 +452,7 @@ def _run(
     if main:
         from ccnet.models import save_weights
 
-        with _writing("the weights and reports into", work_dir):
+        with writing_to("the weights and reports into", work_dir):
             weights = save_weights(work_dir / "model.safetensors", model.state_dict(), file_meta)
             write_reports(
                 metrics,
