@@ -151,6 +151,18 @@ def error_exit_code(error: BaseException) -> int:
     return 1
 
 
+def weights_command_exit_code(error: BaseException) -> int:
+    """The exit code of a setup error of ``eval`` / ``predict`` / ``export``: 1 for bad data and faults (an
+    unreadable weights file, a failed download, an I/O error), 2 for what the user asked wrongly (a config
+    key or argument, a missing file or dataset folder, weights that do not fit the model or the dataset, an
+    output path in the way). A corrupt image met while running is a data error (1) of its own."""
+    from ccnet.models.weights import WeightsDownloadError, WeightsFileError
+
+    if isinstance(error, (WeightsFileError, WeightsDownloadError)):
+        return 1
+    return 2 if isinstance(error, (ValueError, FileNotFoundError)) else 1
+
+
 def fail(prog: str, error: BaseException | str, code: int = 2, *, unexpected: bool = False) -> int:
     """Print ``error`` as the one-line command error on every rank (a failing worker stays visible) and
     return ``code``. Under ``--debug`` the error's traceback is printed first.

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ccnet.cli.common import add_config_arguments, fail, rank, setup_logging
+from ccnet.cli.common import add_config_arguments, fail, rank, setup_logging, weights_command_exit_code
 
 PROG = "ccnet eval"
 BACKENDS = ("torch", "fast", "fast-bf16")
@@ -36,18 +36,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="torch (the model as built), fast (folded BN, channels-last) or fast-bf16 (+ bf16 autocast)",
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-
-
-def exit_code(error: BaseException) -> int:
-    """The exit code of a setup error of ``eval`` / ``predict`` / ``export``: 1 for bad data and faults (an
-    unreadable weights file, a failed download, an I/O error), 2 for what the user asked wrongly (a config
-    key or argument, a missing file or dataset folder, weights that do not fit the model or the dataset, an
-    output path in the way). A corrupt image met while running is a data error (1) of its own."""
-    from ccnet.models.weights import WeightsDownloadError, WeightsFileError
-
-    if isinstance(error, (WeightsFileError, WeightsDownloadError)):
-        return 1
-    return 2 if isinstance(error, (ValueError, FileNotFoundError)) else 1
 
 
 def run(args: argparse.Namespace) -> int:
@@ -96,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
             model = optimize_for_inference(model, bf16=args.backend == "fast-bf16")
         segmenter = config_segmenter(model, config, meta)
     except (DatasetError, OSError, ValueError, RuntimeError) as err:
-        return fail(PROG, err, exit_code(err))
+        return fail(PROG, err, weights_command_exit_code(err))
     progress = not args.no_progress
     try:
         if args.format_only:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ccnet.cli.common import fail
+from ccnet.cli.common import fail, weights_command_exit_code
 
 PROG = "ccnet export"
 
@@ -50,7 +50,6 @@ def _parse_size(text: str) -> tuple[int, int, int, int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ccnet.cli.eval import exit_code
     from ccnet.deploy.export import export_onnx, export_torchscript, onnx_parity, torchscript_parity
     from ccnet.engine.predict import check_output_file
     from ccnet.engine.setup import load_model
@@ -66,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             path = export_torchscript(model, args.out, example_size=tuple(args.example_size))
     except (OSError, ValueError, RuntimeError, ImportError) as err:
-        return fail(PROG, err, exit_code(err))
+        return fail(PROG, err, weights_command_exit_code(err))
     print(f"wrote {path} ({args.format}, input images (B, 3, H, W) -> logits (B, {model.num_classes}, H, W))")
     if args.no_check:
         return 0

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ccnet.cli.common import fail
+from ccnet.cli.common import fail, weights_command_exit_code
 
 PROG = "ccnet predict"
 BACKENDS = ("torch", "fast", "fast-bf16", "onnxruntime")
@@ -105,7 +105,6 @@ def _dataset_meta(dataset: str):
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ccnet.cli.eval import exit_code
     from ccnet.data import DatasetError
     from ccnet.engine.dist import resolve_device
     from ccnet.engine.inference import Segmenter
@@ -134,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
                 options[key] = getattr(args, key)
         segmenter = Segmenter(model, **options)
     except (DatasetError, OSError, ValueError, RuntimeError) as err:
-        return fail(PROG, err, exit_code(err))
+        return fail(PROG, err, weights_command_exit_code(err))
     try:
         report = predict_files(
             segmenter,

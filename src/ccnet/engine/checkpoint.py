@@ -146,7 +146,7 @@ def load_training_checkpoint(path: str | Path, map_location: str | torch.device 
             f"resume from an iter_*.pt file or from the run folder {path.parent}"
         )
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        state = load_checkpoint(path, map_location)
     except Exception as err:  # truncated zip, pickle of another program, ...: all mean "cannot read it"
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ResumeError(

@@ -47,6 +47,7 @@ __all__ = [
     "ResumableSampler",
     "SeededDataset",
     "build_datasets",
+    "build_split",
     "build_train_loader",
     "check_has_class_pixels",
     "derive_seed",
@@ -158,7 +159,6 @@ def build_datasets(data: DataConfig) -> tuple[SegmentationDataset, SegmentationD
             (see :func:`check_has_class_pixels`).
     """
     try:
-        accepted = dataset_options(data.dataset)
         reads_files = issubclass(dataset_class(data.dataset), FileSegmentationDataset)
     except ValueError as error:  # unknown name: the message lists the registered ones
         raise ConfigError(f"data.dataset: {error}") from None
@@ -166,16 +166,32 @@ def build_datasets(data: DataConfig) -> tuple[SegmentationDataset, SegmentationD
         raise ConfigError(
             f"data.root: dataset {data.dataset!r} is read from files; set data.root=DIR (its directory)"
         )
-    _check_option_names(data.dataset, "data.options", data.options, accepted)
-    _check_option_names(data.dataset, "data.val_options", data.val_options, accepted)
-    val_options = {**data.options, **data.val_options}
-    with _options_named(data.dataset, "data.options", data.options):
-        train_set = get_dataset(data.dataset, data.root, data.train_split, **data.options)
-    with _options_named(data.dataset, "data.val_options", val_options):
-        val_set = get_dataset(data.dataset, data.root, data.val_split, transforms=raw_pair, **val_options)
+    train_set = build_split(data, data.train_split, evaluation=False)
+    val_set = build_split(data, data.val_split, evaluation=True)
     check_has_class_pixels(train_set, data.train_split)
     check_has_class_pixels(val_set, data.val_split)
     return train_set, val_set
+
+
+def build_split(data: DataConfig, split: str, *, evaluation: bool) -> SegmentationDataset:
+    """One split of ``data.dataset``: training items with ``data.options``, or evaluation items (raw
+    ``uint8`` images, see :func:`ccnet.engine.evaluate.raw_pair`) with ``data.options`` updated by
+    ``data.val_options``.
+
+    Raises:
+        ConfigError: an option the dataset does not take or a value it refuses (naming the config key and the
+            options it accepts).
+        DatasetError: a missing or bad dataset copy.
+    """
+    accepted = dataset_options(data.dataset)
+    _check_option_names(data.dataset, "data.options", data.options, accepted)
+    if not evaluation:
+        with _options_named(data.dataset, "data.options", data.options):
+            return get_dataset(data.dataset, data.root, split, **data.options)
+    _check_option_names(data.dataset, "data.val_options", data.val_options, accepted)
+    options = {**data.options, **data.val_options}
+    with _options_named(data.dataset, "data.val_options", options):
+        return get_dataset(data.dataset, data.root, split, transforms=raw_pair, **options)
 
 
 def _check_option_names(dataset: str, key: str, options: dict[str, Any], accepted: list[str]) -> None:

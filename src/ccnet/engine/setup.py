@@ -17,9 +17,10 @@ import torch
 from torch import nn
 
 from ccnet.config import DEFAULT_CONFIG, Config, ConfigError, load_config
-from ccnet.data import DatasetMeta, SegmentationDataset, get_dataset
-from ccnet.engine.evaluate import build_segmenter, raw_pair
+from ccnet.data import DatasetMeta, SegmentationDataset
+from ccnet.engine.evaluate import build_segmenter
 from ccnet.engine.inference import Segmenter
+from ccnet.engine.loader import build_split
 from ccnet.models.weights import is_url
 
 __all__ = [
@@ -79,11 +80,19 @@ def resolve_config(source: str | None, overrides: list[str], weights: str | None
         return load_config(zoo_config(source), overrides), weights or source
     if weights is None:
         raise ConfigError("--weights is required (a weights file, a training checkpoint or a zoo name)")
-    if source is None and not is_url(weights) and (Path(weights).parent / "config.yaml").is_file():
-        source = str(Path(weights).parent / "config.yaml")
+    if source is None and (run_config := _run_config_of(weights)) is not None:
+        source = str(run_config)
     if source is None and (zoo := _zoo_named_by(weights)):  # converted from a zoo entry: its protocol
         return load_config(zoo_config(zoo), overrides), weights
     return load_config(source or DEFAULT_CONFIG, overrides), weights
+
+
+def _run_config_of(weights: str) -> Path | None:
+    """The ``config.yaml`` of the training run a weights file belongs to (beside it), if any."""
+    if is_url(weights):
+        return None
+    path = Path(weights).parent / "config.yaml"
+    return path if path.is_file() else None
 
 
 def _zoo_named_by(weights: str) -> str | None:
@@ -120,11 +129,7 @@ def model_choice(
     """
     from ccnet.models import ZOO
 
-    named_by_config = (
-        source is not None
-        or weights in ZOO
-        or (not is_url(weights) and (Path(weights).parent / "config.yaml").is_file())
-    )
+    named_by_config = source is not None or weights in ZOO or _run_config_of(weights) is not None
     if named_by_config:
         return config.model.name, config.model.overrides()
     given = {item.split("=", 1)[0].strip() for item in overrides}
@@ -133,23 +138,15 @@ def model_choice(
 
 
 def eval_dataset(config: Config, split: str) -> SegmentationDataset:
-    """The ``split`` of the config's dataset with raw ``uint8`` items (evaluation input).
+    """The ``split`` of the config's dataset with raw ``uint8`` items (evaluation input); options checked as
+    for training (:func:`ccnet.engine.loader.build_split`).
 
     Raises:
         ConfigError: ``data.options`` / ``data.val_options`` hold an option the dataset does not take (e.g.
             the default config's ``length`` of the built-in dataset, with ``data.dataset=folder``).
         ccnet.data.DatasetError: a missing or malformed dataset (names the file or folder).
     """
-    options = {**config.data.options, **config.data.val_options}
-    try:
-        return get_dataset(config.data.dataset, config.data.root, split, transforms=raw_pair, **options)
-    except TypeError as err:  # an unexpected keyword argument of the dataset class
-        if not options:
-            raise
-        raise ConfigError(
-            f"data.options / data.val_options {sorted(options)}: not all are options of dataset "
-            f"{config.data.dataset!r} ({err}); set them for that dataset or drop them"
-        ) from err
+    return build_split(config.data, split, evaluation=True)
 
 
 def _class_list(classes: Any) -> str:
