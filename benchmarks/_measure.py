@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ccnet.measure import Workload, peak_memory, peak_memory_supported, time_interleaved
+from ccnet.measure import Workload, peak_memory, peak_memory_supported, steady_peak_memory, time_interleaved
 
 MODES = ("forward", "forward_backward")
 Case = tuple[int, ...]
@@ -86,6 +86,25 @@ def memory_cases(
                 measured = peak_memory(workload, arguments, threads=threads, runs=runs)
                 results[(shape, name, mode)] = measured.increase_mb
     return results
+
+
+def steady_training_memory(
+    script: str, cases: Sequence[Case], names: Sequence[str], threads: int, steps: int = 4
+) -> dict[tuple[Case, str], tuple[float, ...]]:
+    """Peak RSS increase (MB) of each of ``steps`` forward+backward steps in one process, per (case,
+    implementation) (:func:`ccnet.measure.steady_peak_memory`): what every step of a training loop pays,
+    beside :func:`memory_cases`' first full-size step of a fresh process."""
+    workload = f"{Path(script).resolve()}:memory_workload"
+    return {
+        (shape, name): steady_peak_memory(
+            workload,
+            {"name": name, "shape": list(shape), "mode": "forward_backward"},
+            threads=threads,
+            steps=steps,
+        ).per_step_mb
+        for shape in cases
+        for name in names
+    }
 
 
 def benchmark_arguments(

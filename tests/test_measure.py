@@ -21,6 +21,7 @@ from ccnet.measure import (
     machine,
     peak_memory,
     peak_memory_supported,
+    steady_peak_memory,
     time_interleaved,
 )
 
@@ -31,9 +32,21 @@ ALLOCATED_MB = 64
 def allocate_workload(megabytes: int) -> Workload:
     """A memory-worker target: allocates (and writes) a float32 tensor of ``megabytes`` MB."""
     kept = []
-    return Workload(
-        run=lambda: kept.append(torch.ones(megabytes * 2**20 // 4)), warmup=lambda: torch.ones(1)
-    )
+    return Workload(run=lambda: kept.append(torch.ones(megabytes * 2**20 // 4)), warmup=lambda: torch.ones(1))
+
+
+def step_workload(step_mb: int, first_step_mb: int) -> Workload:
+    """A memory-worker target like a training step: every run allocates and frees ``step_mb`` MB; the first
+    run also keeps ``first_step_mb`` MB for good (one-time state, as a cache)."""
+    kept = []
+
+    def run() -> None:
+        if not kept:
+            kept.append(torch.ones(first_step_mb * 2**20 // 4))
+        temporary = torch.ones(step_mb * 2**20 // 4)
+        del temporary
+
+    return Workload(run=run, warmup=lambda: torch.ones(1))
 
 
 def test_conv_and_linear_flops_match_the_hand_count():
@@ -102,3 +115,21 @@ def test_machine_names_cpu_flags_threads_and_torch():
     assert info["cpu"] in line and f"{info['threads']} threads" in line and info["torch"] in line
     legacy = {"processor": "Some CPU", "threads": 2, "torch": "2.4"}  # results stored before the flags
     assert describe_machine(legacy) == "Some CPU, 2 threads, torch 2.4"
+
+
+@needs_proc
+def test_steady_peak_memory_counts_each_step_and_leaves_one_time_state_to_the_first():
+    measured = steady_peak_memory(
+        f"{Path(__file__).resolve()}:step_workload", {"step_mb": 48, "first_step_mb": 96}, steps=3
+    )
+    assert len(measured.per_step_mb) == 3
+    # a few pages of the tensors may already be resident (the allocator's top chunk): 0.98x, not 1x
+    assert 0.98 * (48 + 96) <= measured.per_step_mb[0] < 1.5 * (48 + 96)
+    for later in measured.per_step_mb[1:]:
+        assert 0.98 * 48 <= later < 1.5 * 48  # freed pages went back: each step counts only its own
+    assert 0.98 * 48 <= measured.steady_mb < 1.5 * 48
+
+
+def test_steady_peak_memory_needs_two_steps():
+    with pytest.raises(ValueError, match="steps must be >= 2"):
+        steady_peak_memory("ccnet.measure:machine", steps=1)

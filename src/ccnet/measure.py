@@ -5,10 +5,12 @@
   prints.
 - **Time**: :func:`time_interleaved` returns median seconds of functions run in alternating order.
 - **Peak memory**: :func:`peak_memory` runs a *workload* in fresh Python processes and reports the peak
-  resident memory (RSS) during one run. A workload is named ``"module:function"`` or
-  ``"path/to/script.py:function"``; the function receives the JSON-serialisable ``arguments`` as keywords
-  and returns a :class:`Workload` (what to warm up with, what to measure). Each process runs
-  ``python -m ccnet.measure JSON`` (the worker protocol below) and prints a :class:`PeakMemory` as JSON.
+  resident memory (RSS) during one run; :func:`steady_peak_memory` runs it several times in one process and
+  reports each step's peak (the steady state, after the first step has sized the allocator's pools). A
+  workload is named ``"module:function"`` or ``"path/to/script.py:function"``; the function receives the
+  JSON-serialisable ``arguments`` as keywords and returns a :class:`Workload` (what to warm up with, what to
+  measure). Each process runs ``python -m ccnet.measure JSON`` (the worker protocol below) and prints a
+  :class:`PeakMemory` (:class:`SteadyPeakMemory`) as JSON.
 - **FLOPs**: :func:`flop_counter` is ``torch.utils.flop_counter.FlopCounterMode`` that also counts the oneDNN
   convolution the ops' CPU path calls; :func:`count_flops` counts one call.
 
@@ -18,6 +20,9 @@ cheaply; importing it registers nothing (the FLOP formula is registered on the f
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import importlib
 import importlib.util
 import json
@@ -37,6 +42,7 @@ from torch.utils import flop_counter as torch_flop_counter
 
 __all__ = [
     "PeakMemory",
+    "SteadyPeakMemory",
     "Workload",
     "count_flops",
     "cpu_flags",
@@ -46,6 +52,7 @@ __all__ = [
     "machine",
     "peak_memory",
     "peak_memory_supported",
+    "steady_peak_memory",
     "time_interleaved",
 ]
 
@@ -162,6 +169,16 @@ class PeakMemory:
     increase_mb: float
 
 
+@dataclass(frozen=True)
+class SteadyPeakMemory:
+    """Peak RSS increase of each of several runs in one process (``per_step_mb``), each measured from the
+    resident size just before that run after freed heap pages went back to the OS, and ``steady_mb``, the
+    median over the steps after the first (which also pays for one-time state: pools, caches, kernels)."""
+
+    per_step_mb: tuple[float, ...]
+    steady_mb: float
+
+
 def peak_memory_supported() -> bool:
     """Whether :func:`peak_memory` works here (Linux: the peak mark is reset via /proc/self/clear_refs)."""
     return Path("/proc/self/clear_refs").exists()
@@ -181,6 +198,28 @@ def _measure_here(workload: Workload) -> PeakMemory:
     workload.run()
     peak_kb = _status_kb("VmHWM")
     return PeakMemory(peak_kb / 1024, (peak_kb - baseline_kb) / 1024)
+
+
+def _return_freed_heap() -> None:
+    """Collect garbage and give freed heap pages back to the OS (glibc's ``malloc_trim``), so that the next
+    step's peak counts what it allocates, not what an earlier step left in the allocator's free lists."""
+    gc.collect()
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    if not hasattr(libc, "malloc_trim"):
+        raise RuntimeError("steady-state peaks need glibc's malloc_trim (this C library has none)")
+    libc.malloc_trim(0)
+
+
+def _measure_steps(workload: Workload, steps: int) -> SteadyPeakMemory:
+    (workload.warmup or workload.run)()
+    increases = []
+    for _ in range(steps):
+        _return_freed_heap()
+        Path("/proc/self/clear_refs").write_text("5")
+        baseline_kb = _status_kb("VmRSS")
+        workload.run()
+        increases.append((_status_kb("VmHWM") - baseline_kb) / 1024)
+    return SteadyPeakMemory(tuple(increases), statistics.median(increases[1:]))
 
 
 def _load_workload(target: str) -> Callable[..., Workload]:
@@ -213,28 +252,51 @@ def peak_memory(
     """
     if not peak_memory_supported():
         raise RuntimeError("peak memory needs Linux /proc/self/clear_refs; skip the memory measurements")
-    request = json.dumps({"workload": workload, "arguments": dict(arguments or {}), "threads": threads})
-    command = [sys.executable, "-m", "ccnet.measure", request]
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    measured = []
-    for _ in range(runs):
-        done = subprocess.run(command, capture_output=True, text=True, env=env)
-        if done.returncode != 0:
-            failure = done.stderr[-3000:]
-            raise RuntimeError(f"memory worker {workload} {dict(arguments or {})} failed:\n{failure}")
-        measured.append(PeakMemory(**json.loads(done.stdout.strip().splitlines()[-1])))
+    request = {"workload": workload, "arguments": dict(arguments or {}), "threads": threads}
+    measured = [PeakMemory(**json.loads(_run_worker(request)[-1])) for _ in range(runs)]
     return PeakMemory(
         statistics.median(m.peak_mb for m in measured), statistics.median(m.increase_mb for m in measured)
     )
 
 
+def steady_peak_memory(
+    workload: str, arguments: Mapping[str, Any] | None = None, *, threads: int = 1, steps: int = 4
+) -> SteadyPeakMemory:
+    """Per-step peak memory of ``steps`` runs of ``workload`` in one fresh process (see
+    :class:`SteadyPeakMemory`): what a training loop pays on every step, where :func:`peak_memory` measures a
+    process's first full-size run. ``steps`` >= 2. Raises RuntimeError off Linux / glibc and when the worker
+    fails."""
+    if steps < 2:
+        raise ValueError(
+            f"steady_peak_memory: steps must be >= 2 (the first step is not steady), got {steps}"
+        )
+    if not peak_memory_supported():
+        raise RuntimeError("peak memory needs Linux /proc/self/clear_refs; skip the memory measurements")
+    request = {"workload": workload, "arguments": dict(arguments or {}), "threads": threads, "steps": steps}
+    measured = json.loads(_run_worker(request)[-1])
+    return SteadyPeakMemory(tuple(measured["per_step_mb"]), measured["steady_mb"])
+
+
+def _run_worker(request: Mapping[str, Any]) -> list[str]:
+    """Run one memory worker process and return its output lines."""
+    command = [sys.executable, "-m", "ccnet.measure", json.dumps(request)]
+    env = {**os.environ, "OMP_NUM_THREADS": str(request["threads"])}
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        failure = done.stderr[-3000:]
+        raise RuntimeError(f"memory worker {request['workload']} {request['arguments']} failed:\n{failure}")
+    return done.stdout.strip().splitlines()
+
+
 def _worker(request: str) -> None:
-    """``python -m ccnet.measure '{"workload": ..., "arguments": {...}, "threads": N}'``: build the workload,
-    measure it, print the :class:`PeakMemory` as JSON on the last line."""
+    """``python -m ccnet.measure '{"workload": ..., "arguments": {...}, "threads": N[, "steps": S]}'``: build
+    the workload, measure it (one run, or S steps), print the :class:`PeakMemory` (:class:`SteadyPeakMemory`)
+    as JSON on the last line."""
     spec = json.loads(request)
     torch.set_num_threads(int(spec["threads"]))
     workload = _load_workload(spec["workload"])(**spec["arguments"])
-    print(json.dumps(asdict(_measure_here(workload))), flush=True)
+    measured = _measure_steps(workload, spec["steps"]) if "steps" in spec else _measure_here(workload)
+    print(json.dumps(asdict(measured)), flush=True)
 
 
 # --- FLOPs --------------------------------------------------------------------------------------------------
