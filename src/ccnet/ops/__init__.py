@@ -8,7 +8,9 @@ The public API is ``__all__``; the submodules are the implementation. Reading or
   tensors), :mod:`~ccnet.ops.projection` (1x1 projections), :mod:`~ccnet.ops.chunks` (one chunk's
   weights and aggregate), :mod:`~ccnet.ops.fast_forward`, :mod:`~ccnet.ops.fast_backward` and
   :mod:`~ccnet.ops.autograd`;
-* :mod:`~ccnet.ops.functional`, :mod:`~ccnet.ops.cca`, :mod:`~ccnet.ops.cca3d`: the public ops and modules.
+* :mod:`~ccnet.ops.functional`, :mod:`~ccnet.ops.cca`, :mod:`~ccnet.ops.cca3d`: the public ops and modules;
+* :mod:`~ccnet.ops.recording`: ``record_attention()``, the softmax weights of the forward pass, per loop
+  (what a pixel attends to; ``ccnet app``'s attention explorer and the paper's attention figure).
 """
 
 from ccnet.ops.cca import CrissCrossAttention, RecurrentCrissCrossAttention

@@ -53,14 +53,14 @@ class CrissCrossFunction(torch.autograd.Function):
 class CCABlockFunction(torch.autograd.Function):
     """y = x + gamma * (W_v (A x) + b_v) with q/k = W_qk x + b_qk, for x (B, C, *S).
 
-    Saves x as given, q and k (pixel-major), the parameters, and per chunk the attention weights and the
-    aggregate z = A x (one (B, C, *S) tensor in all), which backward would otherwise recompute at a
-    noticeable share of its time; the gradient of x (residual + attention + projection) is accumulated in
-    one buffer.
+    Saves x as given, q and k (pixel-major), the parameters, and per chunk the attention weights and, with
+    ``keep_aggregate``, the aggregate z = A x (one (B, C, *S) tensor in all), which backward would otherwise
+    recompute at a noticeable share of its time; the gradient of x (residual + attention + projection) is
+    accumulated in one buffer.
     """
 
     @staticmethod
-    def forward(ctx, x, qk_weight, qk_bias, value_weight, value_bias, gamma):  # type: ignore[override]
+    def forward(ctx, x, qk_weight, qk_bias, value_weight, value_bias, gamma, keep_aggregate):  # type: ignore[override]
         y, q_pixels, k_pixels, ctx.plan, kept = fast_forward(
             x,
             qk_weight=qk_weight,
@@ -70,15 +70,16 @@ class CCABlockFunction(torch.autograd.Function):
             gamma=gamma,
             residual=x,
             keep=True,
+            keep_aggregate=keep_aggregate,
         )
-        ctx.x_format = dense_memory_format(x)
+        ctx.x_format, ctx.aggregate_kept = dense_memory_format(x), keep_aggregate
         ctx.save_for_backward(q_pixels, k_pixels, x, qk_weight, value_weight, value_bias, gamma, *kept)
         return y
 
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]
         q_pixels, k_pixels, x, qk_weight, value_weight, value_bias, gamma, *kept = ctx.saved_tensors
-        need_x, need_qk_w, need_qk_b, need_v_w, need_v_b, need_gamma = ctx.needs_input_grad
+        need_x, need_qk_w, need_qk_b, need_v_w, need_v_b, need_gamma, _ = ctx.needs_input_grad
         grads = fast_backward(
             grad_out,
             q_pixels,
@@ -94,6 +95,7 @@ class CCABlockFunction(torch.autograd.Function):
             value_bias=value_bias,
             gamma=gamma,
             need_gamma=need_gamma,
+            aggregate_kept=ctx.aggregate_kept,
         )
         return (
             in_memory_format(grads.v, ctx.x_format) if need_x else None,
@@ -102,4 +104,5 @@ class CCABlockFunction(torch.autograd.Function):
             grads.value_weight if need_v_w else None,
             grads.value_bias if need_v_b else None,
             grads.gamma,
+            None,
         )

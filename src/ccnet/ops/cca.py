@@ -45,10 +45,12 @@ class _CrissCrossAttentionNd(nn.Module):
         # Zero: a fresh module is the identity, and the attention is blended in as training goes.
         self.gamma = nn.Parameter(torch.zeros(()))
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, *, keep_aggregate: bool = True) -> Tensor:
         """y = gamma * CCA(x) + x; input and output (B, C, *grid), output in channels-last memory.
 
-        Any input layout works; channels-last inputs avoid one transposed copy.
+        Any input layout works; channels-last inputs avoid one transposed copy. ``keep_aggregate``: whether
+        training keeps the aggregate A x for backward or recomputes it there (see
+        :class:`RecurrentCrissCrossAttention`); the result is the same.
         """
         if not torch.jit.is_tracing() and (
             x.dim() != self.num_axes + 2 or x.shape[1] != self.in_channels or x.numel() == 0
@@ -82,6 +84,7 @@ class _CrissCrossAttentionNd(nn.Module):
             self.value_conv.weight.flatten(1),
             self.value_conv.bias,
             self.gamma,
+            keep_aggregate=keep_aggregate,
         )
 
     def extra_repr(self) -> str:
@@ -111,6 +114,10 @@ class RecurrentCrissCrossAttention(nn.Module):
     With the shared weights applied twice every pixel gathers context from the whole image.
     (B, C, H, W) -> (B, C, H, W); ``recurrence=0`` is the identity.
 
+    In training only the last application keeps its aggregate A x for backward; the earlier ones recompute
+    theirs in their own backward. Backward runs the last application first, and its peak is the training
+    step's: an earlier application's kept aggregate, a (B, C, H, W) tensor, would sit idle through it.
+
     Args:
         in_channels: C.
         recurrence: R, the number of applications (2 in the paper).
@@ -128,8 +135,8 @@ class RecurrentCrissCrossAttention(nn.Module):
     _block = CrissCrossAttention
 
     def forward(self, x: Tensor) -> Tensor:
-        for _ in range(self.recurrence):
-            x = self.cca(x)
+        for loop in range(self.recurrence):
+            x = self.cca(x, keep_aggregate=loop == self.recurrence - 1)
         return x
 
     def extra_repr(self) -> str:

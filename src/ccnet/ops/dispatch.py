@@ -1,7 +1,8 @@
 """Entry points of the attention op: autocast handling and the choice between the two implementations.
 
 * the reference path (:mod:`ccnet.ops.reference`): plain differentiable ops, used when tracing, scripting,
-  compiling or exporting, and for small inputs (``SMALL_PROBLEM_ELEMENTS``), where it is faster;
+  compiling or exporting, while recording the weights (:mod:`ccnet.ops.recording`), and for small inputs
+  (``SMALL_PROBLEM_ELEMENTS``), where it is faster;
 * the fast path (:mod:`ccnet.ops.autograd` when a gradient is needed, else
   :func:`~ccnet.ops.fast_forward.fast_forward` alone): eager, chunked, with a hand-written backward.
 """
@@ -13,6 +14,7 @@ from torch import Tensor
 
 from ccnet.ops.autograd import CCABlockFunction, CrissCrossFunction
 from ccnet.ops.fast_forward import fast_forward
+from ccnet.ops.recording import recording_attention
 from ccnet.ops.reference import cca_block_reference, criss_cross_reference
 
 # Below this many elements per batch element, the per-chunk Python work of the fast path costs more than
@@ -50,7 +52,7 @@ def _choose_path(path: str, value: Tensor) -> str:
     """The path to run: for ``path`` "auto", "portable" (the reference path) or "fast"; else ``path``."""
     if path != "auto":
         return path
-    if use_portable_path():  # checked first: no size inspection while tracing
+    if use_portable_path() or recording_attention():  # checked first: no size inspection while tracing
         return "portable"
     return "portable" if value[0].numel() < SMALL_PROBLEM_ELEMENTS else "fast"
 
@@ -84,23 +86,26 @@ def cca_block(
     gamma: Tensor,
     *,
     path: str = "auto",
+    keep_aggregate: bool = True,
 ) -> Tensor:
     """One CCA block: y = x + gamma * (W_v (A x) + b_v), with q/k = W_qk x + b_qk (1x1 projections).
 
     x: (B, C, *S); qk_weight: (2C', C) (query rows, then key rows); value_weight: (C, C). Returns
-    (B, C, *S) in channels-last memory. Same conventions as :func:`criss_cross`.
+    (B, C, *S) in channels-last memory. Same conventions as :func:`criss_cross`. ``keep_aggregate=False``:
+    the fast path's backward recomputes the aggregate A x instead of keeping it from the forward (a lower
+    peak where later work runs between this block's forward and backward, at one aggregation pass).
     """
     device_type = x.device.type
     params = (qk_weight, qk_bias, value_weight, value_bias, gamma)
     if autocast_enabled(device_type):
         x, *params = _autocast_inputs(x, *params)
         with torch.autocast(device_type, enabled=False):
-            return cca_block(x, num_axes, *params, path=path)
+            return cca_block(x, num_axes, *params, path=path, keep_aggregate=keep_aggregate)
     qk_weight, qk_bias, value_weight, value_bias, gamma = params
     if _choose_path(path, x) == "portable":
         return cca_block_reference(x, num_axes, qk_weight, qk_bias, value_weight, value_bias, gamma)
     if torch.is_grad_enabled() and any(t.requires_grad for t in (x, *params)):
-        return CCABlockFunction.apply(x, *params)
+        return CCABlockFunction.apply(x, *params, keep_aggregate)
     return fast_forward(
         x,
         qk_weight=qk_weight,

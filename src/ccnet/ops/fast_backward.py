@@ -84,14 +84,16 @@ def fast_backward(
     value_bias: Tensor | None = None,
     gamma: Tensor | None = None,
     need_gamma: bool = False,
+    aggregate_kept: bool = True,
 ) -> Gradients:
     """Gradients of the forward of :func:`ccnet.ops.fast_forward.fast_forward`, from its results.
 
     grad_out: (B, C_out, *S); q_pixels, k_pixels, plan, kept: as the forward returned them; v: its input
     as given. ``v_is_residual``: y includes v itself (the block). With ``qk_weight`` (q and k projected
     from v), the projection's backward is done here too and its weight gradients are returned instead of
-    dq and dk. ``kept`` holds what the forward kept for each chunk; each chunk's share is freed once used,
-    and recomputed if an earlier backward has freed it.
+    dq and dk. ``kept`` holds what the forward kept for each chunk (``aggregate_kept``: with its aggregate z,
+    else z is recomputed); each chunk's share is freed once used, and recomputed if an earlier backward has
+    freed it.
     """
     v_pixels = pixel_major(v)
     num_axes = v_pixels.dim() - 2
@@ -111,13 +113,13 @@ def fast_backward(
         dy_sum = v_pixels.new_zeros(value_weight.shape[0], dtype=q_pixels.dtype)  # sum_u dy_u
         # gamma W^T, reused by every chunk: scaling the (C_in, C_out) weights saves a pass over each chunk's h
         scaled_weight_t = (value_weight * gamma).t().contiguous()
-    kept_per_chunk = num_axes + (value_weight is not None)  # the weights of each axis, then z
+    kept_per_chunk = num_axes + (value_weight is not None and aggregate_kept)  # the weights of each axis, z
     for index, (b, start, stop) in enumerate(plan):
         chunk_kept = kept[index * kept_per_chunk : (index + 1) * kept_per_chunk]
         kept_aggregate = None
         if _still_stored(chunk_kept):
             weights = chunk_kept[:num_axes]
-            kept_aggregate = chunk_kept[num_axes] if value_weight is not None else None
+            kept_aggregate = chunk_kept[num_axes] if len(chunk_kept) > num_axes else None
         else:
             weights = chunks.attention_weights(q_pixels[b], k_pixels[b], start, stop)
         if v_is_residual and value_weight is not None and stop - start == v_pixels.shape[1]:

@@ -36,8 +36,8 @@ class ForwardResult(NamedTuple):
     out: (B, C_out, *S) in channels-last memory. q_pixels, k_pixels: pixel-major q and k (B, *S, C') in the
     softmax dtype (for the block, channel slices of one buffer). plan: the chunks, in the order forward
     walked them. kept: with ``keep``, for each chunk of the plan in turn, its attention weights
-    (:func:`ccnet.ops.chunks.attention_weights`), then, with a value projection, its aggregate z = A v;
-    empty without ``keep``.
+    (:func:`ccnet.ops.chunks.attention_weights`), then, with a value projection and ``keep_aggregate``, its
+    aggregate z = A v; empty without ``keep``.
     """
 
     out: Tensor
@@ -59,12 +59,14 @@ def fast_forward(
     gamma: Tensor | None = None,
     residual: Tensor | None = None,
     keep: bool = False,
+    keep_aggregate: bool = True,
 ) -> ForwardResult:
     """y = residual + gamma * (W (A v) + b), each part optional; channels-first in and out.
 
     v: (B, C, *S). Either q and k (B, C', *S) are given, or ``qk_weight`` (2C', C) and ``qk_bias`` (2C',),
     from which they are projected from v (the CCA block). value_weight: (C_out, C), value_bias: (C_out,),
-    gamma: scalar, residual: (B, C_out, *S) (the block passes v itself).
+    gamma: scalar, residual: (B, C_out, *S) (the block passes v itself). ``keep``: keep each chunk's weights
+    for backward, and with ``keep_aggregate`` also its aggregate z (projected forwards only).
     """
     v_pixels = pixel_major(v)
     if qk_weight is not None:
@@ -92,7 +94,7 @@ def fast_forward(
         # ``out`` is the chunk's aggregate z, then rebound to its projection, which frees z unless kept
         out = chunks.aggregate(weights, v_pixels[b], start, stop)
         if keep:
-            kept += weights if value_weight is None else [*weights, out]
+            kept += [*weights, out] if value_weight is not None and keep_aggregate else weights
         if value_weight is not None:
             out = project(out, value_weight, value_bias)
         elif gamma is not None:

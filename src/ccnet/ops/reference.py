@@ -39,6 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ccnet.ops.recording import record
+
 
 def softmax_dtype(dtype: torch.dtype) -> torch.dtype:
     """The dtype of energies and softmax: float32 for half types (and float32), float64 stays float64."""
@@ -90,10 +92,11 @@ def criss_cross_reference(
     # one softmax over the whole criss-cross set: the maximum and the sum run over every axis
     exps = [torch.exp(e - along(row_max, d)) for d, e in enumerate(energies)]
     total = sum(p.sum(last).movedim(last - 1, 1 + d) for d, p in enumerate(exps))
+    weights = [p / along(total, d) for d, p in enumerate(exps)]  # (B, *others, L, L) per axis
+    record(weights)  # kept only inside ccnet.ops.recording.record_attention
     out = 0
-    for d, p in enumerate(exps):
-        weight = (p / along(total, d)).to(v.dtype)
-        out = out + (weight @ vs.movedim(1 + d, last - 1)).movedim(last - 1, 1 + d)  # (B, *S, C)
+    for d, weight in enumerate(weights):
+        out = out + (weight.to(v.dtype) @ vs.movedim(1 + d, last - 1)).movedim(last - 1, 1 + d)  # (B, *S, C)
     if value_weight is not None:
         out = F.linear(out, value_weight, value_bias)
     if gamma is not None:
