@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("ccnet.cli.info", "show a model's parameters, FLOPs and feature strides (no name: list all)"),
     "export": ("ccnet.cli.export", "export to ONNX (opset 17) or TorchScript, with a parity check"),
     "convert": ("ccnet.cli.convert", "convert an mmseg / SSSeg / authors' checkpoint to ccnet weights"),
+    "app": ("ccnet.cli.app", "local web page: segment images and videos, click a pixel to see its attention"),
 }
 
 

@@ -7,13 +7,19 @@ blended over the image. Unreadable inputs are reported and skipped; the others a
 With a video model the inputs, in the given order, are the frames of one video: each frame is segmented
 as the centre of a clip of the model's ``clip_length`` frames around it (the first and last frames repeated
 where the clip runs past the ends), so every frame gets the same temporal context as in evaluation.
+
+Video files (:data:`~ccnet.engine.video_io.VIDEO_SUFFIXES`) go through :func:`predict_video`: decoded frame
+by frame, segmented (a video model with the clip of each frame's neighbours, as above) and written as
+``<stem>_overlay.mp4`` at the input's frame rate, optionally with the label PNG of every frame in
+``<stem>_labels/``. Frames are streamed: memory does not grow with the video's length.
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +31,7 @@ from ccnet.clips import centre_index
 from ccnet.data import DatasetError, read_image
 from ccnet.data.files import IMAGE_SUFFIXES
 from ccnet.engine.inference import Segmenter
+from ccnet.engine.video_io import VideoWriter, probe_video, read_video
 
 __all__ = [
     "OutputPathError",
@@ -35,6 +42,8 @@ __all__ = [
     "expand_inputs",
     "overlay",
     "predict_files",
+    "predict_video",
+    "segment_frames",
 ]
 
 
@@ -201,22 +210,23 @@ def _readable(files: Iterator[Path], report: PredictReport) -> Iterator[tuple[Pa
 
 
 def _segment_images(
-    segmenter: Segmenter, frames: Iterator[tuple[Path, np.ndarray]]
-) -> Iterator[tuple[Path, np.ndarray, np.ndarray]]:
-    for path, image in frames:
-        yield path, image, segmenter.predict(image).numpy()
+    segmenter: Segmenter, frames: Iterator[tuple[Hashable, np.ndarray]]
+) -> Iterator[tuple[Hashable, np.ndarray, np.ndarray]]:
+    for key, image in frames:
+        yield key, image, segmenter.predict(image).numpy()
 
 
 def _segment_video(
-    segmenter: Segmenter, frames: Iterator[tuple[Path, np.ndarray]]
-) -> Iterator[tuple[Path, np.ndarray, np.ndarray]]:
-    """Each frame as the centre of a clip of its neighbours; holds only ``clip_length`` frames at a time."""
+    segmenter: Segmenter, frames: Iterator[tuple[Hashable, np.ndarray]]
+) -> Iterator[tuple[Hashable, np.ndarray, np.ndarray]]:
+    """(key, frame, labels) of each (key, frame): the frame as the centre of a clip of its neighbours;
+    holds only ``clip_length`` frames at a time."""
     length = segmenter.model.clip_length
     centre = centre_index(length)
-    kept: list[tuple[Path, np.ndarray]] = []  # frames base, base + 1, ... still needed
+    kept: list[tuple[Hashable, np.ndarray]] = []  # frames base, base + 1, ... still needed
     base = done = 0
 
-    def segment(index: int, last: int) -> tuple[Path, np.ndarray, np.ndarray]:
+    def segment(index: int, last: int) -> tuple[Hashable, np.ndarray, np.ndarray]:
         clip = [kept[min(max(index + k - centre, 0), last) - base][1] for k in range(length)]
         labels = segmenter.predict(np.stack(clip)).numpy()
         path, image = kept[index - base]
@@ -235,3 +245,58 @@ def _segment_video(
     while done < total:
         yield segment(done, total - 1)
         done += 1
+
+
+def segment_frames(
+    segmenter: Segmenter, frames: Iterator[tuple[Hashable, np.ndarray]]
+) -> Iterator[tuple[Hashable, np.ndarray, np.ndarray]]:
+    """(key, frame, labels (H, W)) for each (key, (H, W, 3) uint8 frame) of one video, in order, lazily:
+    a 2-D model segments each frame alone, a video model each frame as the centre of its clip."""
+    return _segment_video(segmenter, frames) if segmenter.video else _segment_images(segmenter, frames)
+
+
+def predict_video(
+    segmenter: Segmenter,
+    path: str | os.PathLike,
+    out_dir: str | Path,
+    palette: Sequence[Sequence[int]],
+    *,
+    with_overlay: bool = True,
+    label_frames: bool = False,
+    alpha: float = 0.5,
+    progress: bool = True,
+    stem: str | None = None,
+) -> tuple[Path | None, int]:
+    """Segment every frame of the video ``path`` and write ``<stem>_overlay.mp4`` (the input's frame rate)
+    and, with ``label_frames``, ``<stem>_labels/<frame:06d>.png`` (palette PNGs) into ``out_dir``.
+
+    Returns (the overlay video or None, the number of frames). Streams: one frame (a video model: one
+    clip) in memory at a time.
+
+    Raises:
+        DatasetError: a missing, empty or unreadable video (named); nothing is written then.
+        OutputPathError: ``out_dir`` cannot be written.
+    """
+    path = Path(path)
+    info = probe_video(path)  # unreadable files fail here, before any output exists
+    out_dir = check_output_folder(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = stem or path.stem
+    labels_dir = out_dir / f"{stem}_labels"
+    if label_frames:
+        labels_dir.mkdir(exist_ok=True)
+    video = out_dir / f"{stem}_overlay.mp4"
+    bar = tqdm(total=info.frames or None, desc=path.name, unit="frame", disable=not progress)
+    frames = enumerate(read_video(path))
+    count = 0
+    with bar, VideoWriter(video, info.fps) if with_overlay else contextlib.nullcontext() as writer:
+        for index, image, labels in segment_frames(segmenter, frames):
+            if with_overlay:
+                writer.write(np.asarray(overlay(image, labels, palette, alpha)))
+            if label_frames:
+                colorize(labels, palette).save(labels_dir / f"{index:06d}.png")
+            count += 1
+            bar.update()
+    if count == 0:
+        raise DatasetError(f"{path}: the video holds no frames")
+    return (video if with_overlay else None), count

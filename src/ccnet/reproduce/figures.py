@@ -1,7 +1,8 @@
 """The demos' pictures: prediction panels (images and clips) and the paper's attention figure.
 
 Tiles are (H, W, 3) uint8 RGB arrays; :func:`panel` lays them out in a grid and writes a PNG. The attention
-figure's maps come from the library's own op (:func:`criss_cross_weights`), not from a re-implementation.
+figure's maps are the weights the library's op computes in the forward pass (:mod:`ccnet.ops.recording`), not
+a re-implementation.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from ccnet.reproduce.context_task import axis_distance, object_pixels
 __all__ = [
     "attention_figure",
     "attention_maps",
+    "attention_overlay",
     "clip_prediction_figure",
     "colourise",
     "criss_cross_weights",
@@ -48,22 +50,18 @@ _HEAT = np.array(  # a perceptual dark-to-bright colour ramp (inferno-like ancho
 
 # --- attention maps ---------------------------------------------------------------------------------------
 def criss_cross_weights(cca: nn.Module, x: Tensor) -> Tensor:
-    """The attention matrix of one criss-cross pass, computed with the library's own op.
+    """The attention matrix of one criss-cross pass, as the library's op computes it in the forward pass.
 
     ``cca``: a :class:`~ccnet.ops.CrissCrossAttention`; ``x``: its input (1, C, H, W). Returns A (HW, HW),
     A[u, j] = the softmax weight of position j in the output of position u (flattened row-major); nonzero
-    only on u's row and column, each row summing to 1. Obtained by aggregating one-hot values (value =
-    identity over the HW positions) with the module's query/key convolutions.
+    only on u's row and column, each row summing to 1. Recorded with
+    :func:`ccnet.ops.recording.record_attention`.
     """
-    from ccnet.ops import criss_cross_attention
+    from ccnet.ops.recording import record_attention
 
-    _, _, height, width = x.shape
-    n = height * width
-    with torch.no_grad():
-        query, key = cca.query_conv(x), cca.key_conv(x)
-        identity = torch.eye(n, dtype=query.dtype).reshape(1, n, height, width)
-        out = criss_cross_attention(query, key, identity)  # (1, n, H, W): out[0, j, u] = A[u, j]
-    return out.reshape(n, n).transpose(0, 1).contiguous()
+    with torch.no_grad(), record_attention() as records:
+        cca(x)
+    return records[0].matrix()
 
 
 def attention_maps(cca: nn.Module, x: Tensor, pixel: tuple[int, int]) -> tuple[Tensor, Tensor]:
@@ -74,13 +72,12 @@ def attention_maps(cca: nn.Module, x: Tensor, pixel: tuple[int, int]) -> tuple[T
     (A2 @ A1)[u] of the attention maps of the two passes (the second computed on the first pass's output),
     i.e. how much each position feeds ``pixel`` through attention paths of two hops. Both sum to 1.
     """
-    _, _, height, width = x.shape
-    u = pixel[0] * width + pixel[1]
-    with torch.no_grad():
-        a1 = criss_cross_weights(cca, x)
-        a2 = criss_cross_weights(cca, cca(x))
-        reach = a2 @ a1
-    return a1[u].reshape(height, width), reach[u].reshape(height, width)
+    from ccnet.ops.recording import record_attention, two_step_reach
+
+    with torch.no_grad(), record_attention() as records:
+        cca(cca(x))
+    first, second = records
+    return first.weights_of(pixel), two_step_reach(first, second, pixel)
 
 
 # --- colours and tiles ------------------------------------------------------------------------------------
@@ -132,6 +129,30 @@ def _overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.7) -> np.ndar
     grey = image.mean(axis=2, keepdims=True).repeat(3, axis=2)
     blend = (1 - alpha) * grey + alpha * heat_colours(big)
     return np.rint(np.where(big[..., None] > 0, blend, grey)).astype(np.uint8)
+
+
+def attention_overlay(
+    image: np.ndarray, weights: np.ndarray, box: tuple[int, int, int, int] | None = None
+) -> np.ndarray:
+    """An (H, W, 3) uint8 picture of attention ``weights`` (h, w) over ``image`` (H, W, 3), any sizes.
+
+    The weights are log-scaled (:func:`log_scale`), coloured with the heat ramp, nearest-resized to the image
+    and blended over its grey version; zero weights keep the grey image. ``box`` (y0, x0, y1, x1): the
+    image pixels of the chosen feature cell, outlined in white (2 px where the image is large enough).
+    """
+    height, width = image.shape[:2]
+    heat = log_scale(np.asarray(weights, dtype=np.float64))
+    # nearest: image pixel (y, x) shows feature cell (y * h // H, x * w // W)
+    big = heat[np.arange(height) * heat.shape[0] // height][:, np.arange(width) * heat.shape[1] // width]
+    grey = image.mean(axis=2, keepdims=True).repeat(3, axis=2)
+    blend = 0.3 * grey + 0.7 * heat_colours(big)
+    out = np.rint(np.where(big[..., None] > 0, blend, grey)).astype(np.uint8)
+    if box is not None:
+        out = mark(out, box, WHITE)
+        if min(height, width) >= 128:
+            y0, x0, y1, x1 = box
+            out = mark(out, (y0 - 1, x0 - 1, y1 + 1, x1 + 1), WHITE)
+    return out
 
 
 def panel(tiles: list[list[np.ndarray]], titles: list[str], scale: int, path: Path) -> None:
