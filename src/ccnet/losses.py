@@ -9,12 +9,15 @@ no boolean indexing), so the hot path never waits for the GPU.
 - :class:`OhemCrossEntropy`: cross-entropy over the hard pixels only (the authors' ``OhemCrossEntropy2d`` and
   mmsegmentation's ``OHEMPixelSampler``).
 - :class:`CategoryConsistentLoss`: variance, distance and regularisation terms on projected features.
-- :class:`SegmentationLoss`: main head (CE or OHEM) + ``aux_weight`` x CE on the auxiliary head.
+- :func:`edge_target`, :func:`edge_class_weights`, :func:`balanced_edge_cross_entropy`: CE2P's edge loss
+  (human parsing, :mod:`ccnet.models.ce2p`), with the edge ground truth computed from the labels.
+- :class:`SegmentationLoss`: main head (CE or OHEM) + ``aux_weight`` x CE on the auxiliary head (+ the edge
+  loss when the model's ``aux`` output also holds edge logits).
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -25,8 +28,11 @@ __all__ = [
     "CategoryConsistentTerms",
     "OhemCrossEntropy",
     "SegmentationLoss",
+    "balanced_edge_cross_entropy",
     "category_consistent_terms",
     "cross_entropy",
+    "edge_class_weights",
+    "edge_target",
     "ohem_mask",
 ]
 
@@ -87,6 +93,55 @@ class OhemCrossEntropy(nn.Module):
 
     def extra_repr(self) -> str:
         return f"thresh={self.thresh}, min_kept={self.min_kept}"
+
+
+# --- CE2P's edge loss --------------------------------------------------------------------------------------
+@torch.no_grad()
+def edge_target(target: Tensor, ignore_index: int = 255, width: int = 3) -> Tensor:
+    """CE2P's edge ground truth from labels (B, H, W) -> int64 (B, H, W) in {0, 1}.
+
+    A pixel is an edge pixel when its label differs from that of its right, lower, lower-right or lower-left
+    neighbour, neither of the two being ``ignore_index``; the marks are then dilated by a ``width`` x
+    ``width`` square (3: one pixel on each side).
+    """
+    t = target
+    valid = t != ignore_index
+    marks = torch.zeros_like(t, dtype=torch.bool)
+    # (the pixel's slice, its neighbour's slice) for the right, lower, lower-right and lower-left neighbours
+    neighbours = (
+        ((slice(None), slice(None, -1)), (slice(None), slice(1, None))),
+        ((slice(None, -1), slice(None)), (slice(1, None), slice(None))),
+        ((slice(None, -1), slice(None, -1)), (slice(1, None), slice(1, None))),
+        ((slice(None, -1), slice(1, None)), (slice(1, None), slice(None, -1))),
+    )
+    for here, there in neighbours:
+        here, there = (Ellipsis, *here), (Ellipsis, *there)
+        marks[here] |= (t[here] != t[there]) & valid[here] & valid[there]
+    dilated = F.max_pool2d(marks.unsqueeze(1).float(), width, stride=1, padding=width // 2)
+    return dilated.squeeze(1).to(torch.int64)
+
+
+def edge_class_weights(edges: Tensor) -> Tensor:
+    """CE2P's per-batch class weights (2,) ``[w_non_edge, w_edge]`` = ``[positives, negatives] / total``:
+    the rarer class (edges) weighs more."""
+    total = edges.numel()
+    positives = edges.sum().float()
+    return torch.stack([positives, total - positives]) / total
+
+
+def balanced_edge_cross_entropy(edge_logits: Tensor, target: Tensor, ignore_index: int = 255) -> Tensor:
+    """CE2P's edge loss: cross-entropy of edge logits (B, 2, h, w) against :func:`edge_target` of the labels
+    (B, H, W), weighted by :func:`edge_class_weights` (weighted mean ``sum w_y nll / sum w_y`` over every
+    pixel, as ``F.cross_entropy(weight=...)``; 0 for a batch without edges). Logits of another size are
+    upsampled bilinearly (``align_corners=True``) to the label size first."""
+    if tuple(edge_logits.shape[-2:]) != tuple(target.shape[-2:]):
+        edge_logits = F.interpolate(
+            edge_logits.float(), size=tuple(target.shape[-2:]), mode="bilinear", align_corners=True
+        )
+    edges = edge_target(target, ignore_index)
+    weights = edge_class_weights(edges)[edges]  # (B, H, W) weight of each pixel's class
+    nll = F.cross_entropy(edge_logits.float(), edges, reduction="none")
+    return (weights * nll).sum() / weights.sum().clamp(min=1e-12)
 
 
 # --- category consistent loss ----------------------------------------------------------------------------
@@ -247,23 +302,39 @@ class SegmentationLoss(nn.Module):
     """Main head (cross-entropy, or OHEM when ``ohem`` is given) + ``aux_weight`` x cross-entropy on aux.
 
     ``forward(logits, aux_logits, target)`` -> dict of 0-dim tensors: ``"loss"`` (the total to minimise),
-    ``"main"`` and, when ``aux_logits`` is not None, ``"aux"`` (unweighted).
+    ``"main"`` and, when ``aux_logits`` is not None, ``"aux"`` (unweighted). When ``aux_logits`` is a
+    :class:`~ccnet.models.ccnet.ParsingAux` (CE2P: ``.parsing`` logits and ``.edge`` logits), ``"aux"`` is the
+    cross-entropy of ``.parsing`` and ``"edge"`` the :func:`balanced_edge_cross_entropy` of ``.edge``, added
+    with ``edge_weight``: CE2P's loss is ``aux_weight=1, edge_weight=1``.
     """
 
     def __init__(
-        self, *, aux_weight: float = 0.4, ohem: OhemCrossEntropy | None = None, ignore_index: int = 255
+        self,
+        *,
+        aux_weight: float = 0.4,
+        ohem: OhemCrossEntropy | None = None,
+        ignore_index: int = 255,
+        edge_weight: float = 1.0,
     ) -> None:
         super().__init__()
         self.aux_weight, self.ohem, self.ignore_index = aux_weight, ohem, ignore_index
+        self.edge_weight = edge_weight
 
-    def forward(self, logits: Tensor, aux_logits: Tensor | None, target: Tensor) -> dict[str, Tensor]:
+    def forward(self, logits: Tensor, aux_logits: Any, target: Tensor) -> dict[str, Tensor]:
         if self.ohem is not None:
             main = self.ohem(logits, target)
         else:
             main = cross_entropy(logits, target, self.ignore_index)
         terms = {"loss": main, "main": main}
+        edge_logits = getattr(aux_logits, "edge", None)  # a ParsingAux (duck-typed: models are not imported)
+        if edge_logits is not None:
+            aux_logits = aux_logits.parsing
         if aux_logits is not None and self.aux_weight:
             aux = cross_entropy(aux_logits, target, self.ignore_index)
             terms["aux"] = aux
-            terms["loss"] = main + self.aux_weight * aux
+            terms["loss"] = terms["loss"] + self.aux_weight * aux
+        if edge_logits is not None and self.edge_weight:
+            edge = balanced_edge_cross_entropy(edge_logits, target, self.ignore_index)
+            terms["edge"] = edge
+            terms["loss"] = terms["loss"] + self.edge_weight * edge
         return terms

@@ -116,6 +116,32 @@ def make_lip(root: Path, split: str = "train") -> Path:
     return root
 
 
+def make_lip_flat(root: Path) -> Path:
+    """CE2P's flat layout: train/val images and segmentations, a ``train_id.txt`` list (leaving one image
+    out on purpose)."""
+    for split in ("train", "val"):
+        for k, stored in enumerate(LIP_STORED):
+            write_image(root / f"{split}_images" / f"{split}{k}.jpg", seed=k)
+            write_label(root / f"{split}_segmentations" / f"{split}{k}.png", stripes(stored))
+    write_image(root / "train_images" / "unlisted.jpg", seed=9)
+    write_label(root / "train_segmentations" / "unlisted.png", stripes([0]))
+    (root / "train_id.txt").write_text("train1\ntrain0\n")
+    return root
+
+
+# --- FoodSeg103 (official layout) ---------------------------------------------------------------------
+FOODSEG_STORED = {"train": [[0, 1, 2, 103], [50, 51, 0, 0]], "test": [[103, 102, 101, 0]]}
+
+
+def make_foodseg103(root: Path) -> Path:
+    """``root/FoodSeg103/Images/{img_dir,ann_dir}/{train,test}``: stems 00000<k>."""
+    for split, rows in FOODSEG_STORED.items():
+        for k, stored in enumerate(rows):
+            write_image(root / "FoodSeg103" / "Images" / "img_dir" / split / f"{k:05d}.jpg", seed=k)
+            write_label(root / "FoodSeg103" / "Images" / "ann_dir" / split / f"{k:05d}.png", stripes(stored))
+    return root
+
+
 # --- CamVid (SegNet copy) -------------------------------------------------------------------------
 # written out of order on purpose; the loader must sort by (sequence, frame number)
 CAMVID_FILES = ["0006R0_f00930", "0001TP_006720", "0001TP_006690", "0006R0_f00960", "0001TP_006750"]

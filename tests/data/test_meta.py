@@ -38,6 +38,8 @@ def test_registry():
         "context",
         "context_video",
         "folder",
+        "foodseg103",
+        "handed",
         "lip",
         "voc",
     ]

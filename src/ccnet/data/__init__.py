@@ -23,12 +23,12 @@ from ccnet.data.base import (
     register_dataset,
 )
 from ccnet.data.check import CheckReport, check_dataset, format_report
-from ccnet.data.datasets import ADE20K, LIP, CamVid, Cityscapes, PascalVOC
+from ccnet.data.datasets import ADE20K, LIP, CamVid, Cityscapes, FoodSeg103, PascalVOC
 from ccnet.data.files import DatasetError, read_image, read_label
 from ccnet.data.folder import FolderDataset
 from ccnet.data.labels import LabelMapping
 from ccnet.data.meta import IGNORE_INDEX, DatasetMeta
-from ccnet.data.synthetic import ContextConfig, ContextDataset, ContextVideoDataset
+from ccnet.data.synthetic import ContextConfig, ContextDataset, ContextVideoDataset, HandedDataset
 from ccnet.data.transforms import (
     authors_train_transforms,
     default_transforms,
@@ -52,6 +52,8 @@ __all__ = [
     "DatasetMeta",
     "FileSegmentationDataset",
     "FolderDataset",
+    "FoodSeg103",
+    "HandedDataset",
     "LabelMapping",
     "PascalVOC",
     "Sample",

@@ -9,7 +9,10 @@ Layouts under ``root`` (``[...]`` = optional parent directory that is also accep
 - ``voc`` (train, val, trainval, train_aug): [VOCdevkit/VOC2012/]JPEGImages/*.jpg,
   SegmentationClass[Aug]/*.png and ImageSets/Segmentation/<split>.txt.
 - ``lip`` (train, val): TrainVal_images/<split>_images/*.jpg and
-  TrainVal_parsing_annotations/<split>_segmentations/*.png.
+  TrainVal_parsing_annotations/<split>_segmentations/*.png, or CE2P's flat <split>_images/,
+  <split>_segmentations/ with optional <split>_id.txt lists.
+- ``foodseg103`` (train, test; val = test): [FoodSeg103/]Images/img_dir/<split>/*.jpg and
+  Images/ann_dir/<split>/*.png.
 - ``camvid`` (train, val, test), the SegNet copy: <split>/*.png and <split>annot/*.png, files named
   <sequence>_<frame>.png. ``camvid_clips`` (:mod:`ccnet.data.video`) reads the same layout as clips centred
   on the labelled frames, optionally with frames extracted from the videos.
@@ -24,7 +27,8 @@ Label conventions (stored value -> training id, everything through one lookup ta
 - VOC: palette PNGs are read as indices (0..20, 255 = boundary, ignored). ``train_aug`` reads the list
   ``ImageSets/Segmentation/train_aug.txt`` (or ``aug.txt``) and labels from ``SegmentationClassAug``; the
   other splits read ``SegmentationClass``. List lines may be ids or "/JPEGImages/x.jpg /Seg.../x.png" pairs.
-- LIP: indices 0..19 as stored. CamVid: 0..10 as stored, 11 (void) -> 255.
+- LIP: indices 0..19 as stored. FoodSeg103: indices 0..103 as stored. CamVid: 0..10 as stored, 11 (void)
+  -> 255.
 
 Any value outside these sets raises :class:`~ccnet.data.files.DatasetError` naming the file and values.
 """
@@ -50,7 +54,7 @@ from ccnet.data.labels import (
     reduce_zero_label,
     void_to_ignore,
 )
-from ccnet.data.meta import ADE20K, CAMVID, CAMVID_VOID_LABEL, CITYSCAPES, LIP, VOC
+from ccnet.data.meta import ADE20K, CAMVID, CAMVID_VOID_LABEL, CITYSCAPES, FOODSEG103, LIP, VOC
 
 
 def _by_stem(paths: list[Path], suffix: str = "") -> dict[str, Path]:
@@ -195,23 +199,84 @@ def _first_file(*candidates: Path) -> Path:
 
 @register_dataset("lip")
 class LIP(FileSegmentationDataset):
-    """LIP (Look Into Person) single-person human parsing, 20 classes (background included)."""
+    """LIP (Look Into Person) single-person human parsing, 20 classes (background included and scored).
+
+    Reads the official archive layout (``TrainVal_images/<split>_images``, ``TrainVal_parsing_annotations/
+    <split>_segmentations``) or CE2P's flat one (``<split>_images``, ``<split>_segmentations``, with an
+    optional ``<split>_id.txt`` list of ids), whichever ``root`` holds. The test images have no public
+    labels and are not a split here. Left/right classes (arms, legs, shoes) form ``meta.flip_pairs``.
+    """
 
     meta = LIP
     splits = ("train", "val")
     _mapping = index_labels(LIP.num_classes)
 
     def list_split(self, root: Path, split: str) -> Listing:
-        annotations = root / "TrainVal_parsing_annotations"
-        # some copies unzip the annotations one level deeper
-        label_dir = _first_dir(
-            annotations / f"{split}_segmentations", annotations / annotations.name / f"{split}_segmentations"
-        )
+        flat = (root / "train_images").is_dir() or (root / f"{split}_images").is_dir()
+        if flat:
+            image_dir, label_dir = root / f"{split}_images", root / f"{split}_segmentations"
+        else:
+            annotations = root / "TrainVal_parsing_annotations"
+            image_dir = root / "TrainVal_images" / f"{split}_images"
+            # some copies unzip the annotations one level deeper
+            label_dir = _first_dir(
+                annotations / f"{split}_segmentations",
+                annotations / annotations.name / f"{split}_segmentations",
+            )
+        images = _by_stem(list_files(image_dir))
+        labels = _by_stem(list_files(label_dir, (".png",)))
+        if flat:
+            images = self._listed(root, split, images)
+            labels = {k: v for k, v in labels.items() if k in images}
         return pair_by_key(
-            _by_stem(list_files(root / "TrainVal_images" / f"{split}_images")),
-            _by_stem(list_files(label_dir, (".png",))),
-            image_pattern=f"TrainVal_images/{split}_images/*.jpg",
-            label_pattern=f"TrainVal_parsing_annotations/{split}_segmentations/*.png",
+            images,
+            labels,
+            image_pattern=f"{image_dir.relative_to(root)}/*.jpg",
+            label_pattern=f"{label_dir.relative_to(root)}/*.png",
+            root=root,
+            dataset=self.name,
+        )
+
+    def _listed(self, root: Path, split: str, images: dict[str, Path]) -> dict[str, Path]:
+        """The images CE2P's ``<split>_id.txt`` lists (all of them without the file); a listed id without an
+        image is an error naming the list."""
+        id_file = root / f"{split}_id.txt"
+        if not id_file.is_file():
+            return images
+        wanted = [line.strip() for line in id_file.read_text().splitlines() if line.strip()]
+        missing = [i for i in wanted if i not in images]
+        if missing:
+            raise DatasetError(
+                f"{self.name}: {id_file} lists {len(missing)} id(s) without an image in {split}_images/, "
+                f"e.g. {missing[:3]}"
+            )
+        return {i: images[i] for i in sorted(wanted)}
+
+    def label_mapping(self, sample: Sample) -> LabelMapping:
+        return self._mapping
+
+
+@register_dataset("foodseg103")
+class FoodSeg103(FileSegmentationDataset):
+    """FoodSeg103: 104 classes (background + 103 ingredients, background scored), labels stored as indices.
+
+    Layout (the official archive): ``[FoodSeg103/]Images/img_dir/{train,test}/*.jpg`` and
+    ``Images/ann_dir/{train,test}/*.png``. The benchmark has no validation split: its ``test`` split serves
+    as validation, so ``val`` reads ``test``.
+    """
+
+    meta = FOODSEG103
+    splits = ("train", "test", "val")
+    _mapping = index_labels(FOODSEG103.num_classes)
+
+    def list_split(self, root: Path, split: str) -> Listing:
+        root = _dataset_root(root, "Images", "FoodSeg103")
+        folder = "test" if split == "val" else split
+        return pair_by_key(
+            _by_stem(list_files(root / "Images" / "img_dir" / folder)),
+            _by_stem(list_files(root / "Images" / "ann_dir" / folder, (".png",))),
+            image_pattern=f"Images/img_dir/{folder}/*.jpg",
+            label_pattern=f"Images/ann_dir/{folder}/*.png",
             root=root,
             dataset=self.name,
         )

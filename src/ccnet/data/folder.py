@@ -15,6 +15,7 @@ and ``meta.yaml``::
     ignore_index: 255                     # optional: the stored value meaning "ignore" (>= K)
     reduce_zero_label: false              # optional: stored 0 -> ignore, c -> c - 1 (ADE20K style)
     train_scale: [1024, 512]              # optional (long side, short side); crop_size: [512, 512]
+    flip_pairs: [[1, 2]]                  # optional: classes swapped by a horizontal flip (left/right)
 
 Values are typed as shown and checked (an error names the file and the key): ``reduce_zero_label`` must be a
 real boolean (a quoted ``'false'`` is refused, not read as true), integers real integers, and no other key is
@@ -43,7 +44,7 @@ from ccnet.data.base import (
 )
 from ccnet.data.files import DatasetError, list_files
 from ccnet.data.labels import LabelMapping, index_labels, reduce_zero_label
-from ccnet.data.meta import IGNORE_INDEX, DatasetMeta, voc_colormap
+from ccnet.data.meta import IGNORE_INDEX, DatasetMeta, check_flip_pairs, voc_colormap
 
 META_FILES = ("meta.yaml", "meta.yml", "meta.json")
 # Every key meta.yaml may hold: a misspelt one ("ignore_idx") would otherwise be ignored silently.
@@ -56,6 +57,7 @@ _META_KEYS = (
     "train_scale",
     "test_scale",
     "crop_size",
+    "flip_pairs",
 )
 
 
@@ -124,6 +126,10 @@ def read_folder_meta(root: str | Path) -> tuple[DatasetMeta, dict[str, Any]]:
         raise DatasetError(
             f"{path}: ignore_index {ignore_value} must be in {len(classes)}..255 (not a class)"
         )
+    try:
+        flip_pairs = check_flip_pairs(content.get("flip_pairs") or (), len(classes), "'flip_pairs'")
+    except ValueError as error:
+        raise DatasetError(f"{path}: {error} (expected e.g. [[1, 2]] for classes 1 and 2)") from None
     meta = DatasetMeta(
         name=name,
         classes=tuple(classes),
@@ -131,6 +137,7 @@ def read_folder_meta(root: str | Path) -> tuple[DatasetMeta, dict[str, Any]]:
         train_scale=_pair(content.get("train_scale"), "train_scale", path),
         test_scale=_pair(content.get("test_scale"), "test_scale", path),
         crop_size=_pair(content.get("crop_size"), "crop_size", path) or (512, 512),
+        flip_pairs=flip_pairs,
     )
     return meta, {"ignore_value": ignore_value, "reduce_zero_label": reduce_zero}
 

@@ -9,10 +9,15 @@ Conventions used everywhere in ``ccnet.data``:
   scaled so that its long side is <= ``long_side`` and its short side <= ``short_side`` with one of them
   equal (mmsegmentation's ``scale=(2048, 1024), keep_ratio=True``). ``None`` means "keep the image size".
 - ``crop_size``: ``(H, W)`` of the training crop.
+- ``flip_pairs``: ``(a, b)`` class ids that trade places under a horizontal flip (LIP's left and right arm,
+  leg and shoe: 14<->15, 16<->17, 18<->19); empty for datasets without handed classes (Cityscapes, ADE20K,
+  VOC, CamVid). The training flip swaps these ids on the mirrored mask and flip testing swaps these logit
+  channels on the mirrored pass (:func:`flip_permutation`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +25,47 @@ import numpy as np
 IGNORE_INDEX = 255
 
 Colour = tuple[int, int, int]
+FlipPairs = tuple[tuple[int, int], ...]
+
+
+def check_flip_pairs(
+    pairs: Iterable[Sequence[int]], num_classes: int, where: str = "flip_pairs"
+) -> FlipPairs:
+    """``pairs`` as a tuple of ``(a, b)`` int pairs, checked: ids in ``0..num_classes-1``, ``a != b`` and
+    no id in two pairs (a class has one mirror image).
+
+    Raises:
+        ValueError: naming ``where`` and the offending pair.
+    """
+    checked: list[tuple[int, int]] = []
+    seen: set[int] = set()
+    for pair in pairs:
+        values = tuple(pair) if isinstance(pair, Sequence) and not isinstance(pair, str) else (pair,)
+        if len(values) != 2 or not all(
+            isinstance(v, int | np.integer) and not isinstance(v, bool) for v in values
+        ):
+            raise ValueError(f"{where}: expected pairs of two class ids, got {pair!r}")
+        a, b = int(values[0]), int(values[1])
+        if not (0 <= a < num_classes and 0 <= b < num_classes):
+            raise ValueError(f"{where}: pair ({a}, {b}) has an id outside 0..{num_classes - 1}")
+        if a == b or {a, b} & seen:
+            raise ValueError(f"{where}: pair ({a}, {b}) repeats a class (each class has one mirror class)")
+        seen |= {a, b}
+        checked.append((a, b))
+    return tuple(checked)
+
+
+def flip_permutation(num_classes: int, pairs: Iterable[Sequence[int]]) -> list[int]:
+    """The class order after a horizontal flip: ``perm[k]`` is the class whose mirror image is ``k``
+    (``perm[a] = b`` and ``perm[b] = a`` for each pair, ``perm[k] = k`` otherwise).
+
+    Flip testing reorders the mirrored pass's logits as ``logits[:, perm]``; the training flip maps a label
+    ``k`` to ``perm[k]``. The identity when there are no pairs.
+    """
+    perm = list(range(num_classes))
+    for a, b in check_flip_pairs(pairs, num_classes):
+        perm[a], perm[b] = b, a
+    return perm
 
 
 @dataclass(frozen=True)
@@ -33,10 +79,16 @@ class DatasetMeta:
     test_scale: tuple[int, int] | None
     crop_size: tuple[int, int]  # (H, W)
     ignore_index: int = IGNORE_INDEX
+    flip_pairs: FlipPairs = ()  # class ids swapped by a horizontal flip (left <-> right)
 
     def __post_init__(self) -> None:
         if len(self.classes) != len(self.palette):
             raise ValueError(f"{self.name}: {len(self.classes)} classes but {len(self.palette)} colours")
+        object.__setattr__(
+            self,
+            "flip_pairs",
+            check_flip_pairs(self.flip_pairs, len(self.classes), f"{self.name}: flip_pairs"),
+        )
 
     @property
     def num_classes(self) -> int:
@@ -165,6 +217,7 @@ LIP = DatasetMeta(
     train_scale=(473, 473),
     test_scale=(473, 473),
     crop_size=(473, 473),
+    flip_pairs=((14, 15), (16, 17), (18, 19)),  # left/right arm, leg, shoe
 )  # fmt: skip
 
 # --- CamVid (SegNet copy: 11 classes, label 11 = void) ----------------------------------------------
@@ -194,3 +247,52 @@ CONTEXT = DatasetMeta(
     test_scale=None,
     crop_size=(64, 64),
 )
+
+# --- the built-in handed task (see ccnet.data.synthetic.HandedDataset): a left/right class pair -----------
+HANDED = DatasetMeta(
+    name="handed",
+    classes=("background", "left object", "right object", "body"),
+    palette=((0, 0, 0), (40, 200, 40), (40, 60, 230), (220, 40, 40)),
+    train_scale=None,
+    test_scale=None,
+    crop_size=(64, 64),
+    flip_pairs=((1, 2),),  # a mirrored "left object" is a right object
+)
+
+# --- FoodSeg103 (104 classes: background + 103 ingredients, background scored) -------------------------
+FOODSEG103 = DatasetMeta(
+    name="foodseg103",
+    classes=(
+        "background", "candy", "egg tart", "french fries", "chocolate", "biscuit", "popcorn", "pudding",
+        "ice cream", "cheese butter", "cake", "wine", "milkshake", "coffee", "juice", "milk", "tea", "almond",
+        "red beans", "cashew", "dried cranberries", "soy", "walnut", "peanut", "egg", "apple", "date",
+        "apricot", "avocado", "banana", "strawberry", "cherry", "blueberry", "raspberry", "mango", "olives",
+        "peach", "lemon", "pear", "fig", "pineapple", "grape", "kiwi", "melon", "orange", "watermelon",
+        "steak", "pork", "chicken duck", "sausage", "fried meat", "lamb", "sauce", "crab", "fish",
+        "shellfish", "shrimp", "soup", "bread", "corn", "hamburg", "pizza", "hanamaki baozi",
+        "wonton dumplings", "pasta", "noodles", "rice", "pie", "tofu", "eggplant", "potato", "garlic",
+        "cauliflower", "tomato", "kelp", "seaweed", "spring onion", "rape", "ginger", "okra", "lettuce",
+        "pumpkin", "cucumber", "white radish", "carrot", "asparagus", "bamboo shoots", "broccoli",
+        "celery stick", "cilantro mint", "snow peas", "cabbage", "bean sprouts", "onion", "pepper",
+        "green beans", "French beans", "king oyster mushroom", "shiitake", "enoki mushroom",
+        "oyster mushroom", "white button mushroom", "salad", "other ingredients",
+    ),
+    palette=voc_colormap(104),  # no official colours: the VOC colour map (background black)
+    train_scale=(2048, 1024),
+    test_scale=(2048, 1024),
+    crop_size=(512, 1024),
+)  # fmt: skip
+
+KNOWN_METAS: tuple[DatasetMeta, ...] = (CITYSCAPES, ADE20K, VOC, LIP, CAMVID, CONTEXT, HANDED, FOODSEG103)
+
+
+def flip_pairs_for_classes(classes: Sequence[str] | None) -> FlipPairs:
+    """The flip pairs of the known dataset whose class names are exactly ``classes`` (e.g. from a weights
+    file's or an ONNX file's metadata), else ``()``: weights trained on LIP flip-test with LIP's pairs."""
+    if not classes:
+        return ()
+    names = tuple(str(c) for c in classes)
+    for meta in KNOWN_METAS:
+        if meta.classes == names:
+            return meta.flip_pairs
+    return ()

@@ -30,6 +30,13 @@ per frame, the background noise is redrawn every frame, and the marker appears i
 other frames the cue is in another frame and a model needs temporal context. Items: ``"image"``
 ``(T, 3, S, S)``, ``"mask"`` ``(T, S, S)`` (all frames labelled; the marker pixels only in the marker frame).
 
+Handed (``HandedDataset``, ``get_dataset("handed")``): a task with a left/right class pair, like LIP's arms.
+A saturated red vertical bar (the "body", class 3, ``bar_width`` px wide, full height, at a random column in
+the middle half) and ``num_objects`` grey striped objects (as above) that keep ``bar_gap`` px from the bar:
+an object left of the bar is class 1 ("left object"), right of it class 2 ("right object"). The mirror image
+of a sample is a valid sample with classes 1 and 2 swapped (``meta.flip_pairs = ((1, 2),)``), so a flip
+that does not swap them teaches (or, at test time, averages in) the wrong side.
+
 Sample ``i`` is generated from ``numpy.random.default_rng([seed, split, i, variant])`` alone, independently
 of every other sample, with vectorised numpy (a Python loop over the <= a few objects, never over pixels).
 """
@@ -43,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from ccnet.data.base import PairTransform, SegmentationDataset, register_dataset
-from ccnet.data.meta import CONTEXT, CONTEXT_MARKER_COLOURS
+from ccnet.data.meta import CONTEXT, CONTEXT_MARKER_COLOURS, HANDED
 
 PLACEMENTS = ("anywhere", "corner", "off_axis")
 _SPLIT_STREAMS = {"train": 0, "val": 1, "test": 2}
@@ -337,3 +344,60 @@ class ContextVideoDataset(ContextDataset):
             rng, self.config, self.clip_length, frame, self.max_shift
         )
         return images, labels, {**info, "marker_frame": frame}
+
+
+def generate_handed_sample(
+    rng: np.random.Generator,
+    config: ContextConfig,
+    *,
+    bar_width: int = 4,
+    bar_gap: int = 3,
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """One sample of the handed task (see the module docstring): ``uint8`` image (S, S, 3), ``int64`` label
+    (S, S) and ``{"bar_x", "object_boxes"}``."""
+    size_px = config.image_size
+    bar_x = int(rng.integers(size_px // 4, 3 * size_px // 4 - bar_width + 1))
+    wanted = int(rng.integers(config.num_objects[0], config.num_objects[1] + 1))
+    objects: list[tuple[np.ndarray, int]] = []
+    for _ in range(wanted):
+        size = int(rng.integers(config.object_size[0], config.object_size[1] + 1))
+        tops = rng.integers(0, size_px - size + 1, size=(_CANDIDATES, 2))  # (N, 2) y, x
+        bar_distance = np.maximum(bar_x - (tops[:, 1] + size), tops[:, 1] - (bar_x + bar_width))
+        ok = bar_distance >= bar_gap
+        for top, other_size in objects:
+            ok &= _axis_gaps(tops, size, top, other_size).max(axis=1) >= _OBJECT_GAP
+        free = np.flatnonzero(ok)
+        if free.size:
+            objects.append((tops[free[0]], size))
+    tops = np.array([top for top, _ in objects], dtype=np.int64).reshape(1, -1, 2)
+    object_grey, rendered = _render_objects(rng, config, objects, tops)  # (1, S, S) each
+
+    background = rng.uniform(90, 160) + rng.normal(0.0, config.noise_std, size=(size_px, size_px))
+    object_grey = object_grey[0] + rng.normal(0.0, config.noise_std / 2, size=(size_px, size_px))
+    grey = np.where(rendered[0], object_grey, background)
+    label = np.zeros((size_px, size_px), dtype=np.int64)
+    for top, size in objects:  # objects keep a gap, so an object's box holds its pixels only
+        box = np.zeros((size_px, size_px), dtype=bool)
+        box[top[0] : top[0] + size, top[1] : top[1] + size] = True
+        label[box & rendered[0]] = 1 if top[1] + size / 2 < bar_x + bar_width / 2 else 2  # its centre's side
+    image = np.repeat(np.clip(np.rint(grey), 0, 255).astype(np.uint8)[..., None], 3, axis=-1)
+    bar = np.array(CONTEXT_MARKER_COLOURS[0], dtype=np.float64)
+    bar_pixels = bar + rng.normal(0.0, config.noise_std / 2, size=(size_px, bar_width, 3))
+    image[:, bar_x : bar_x + bar_width] = np.clip(np.rint(bar_pixels), 0, 255).astype(np.uint8)
+    label[:, bar_x : bar_x + bar_width] = 3
+    info = {"bar_x": bar_x, "object_boxes": [(int(top[0]), int(top[1]), size) for top, size in objects]}
+    return image, label, info
+
+
+@register_dataset("handed")
+class HandedDataset(ContextDataset):
+    """The handed task (see the module docstring): classes background, left object, right object, body,
+    with the flip pair (1, 2). Same arguments as :class:`ContextDataset` (``marker_size``,
+    ``min_marker_distance`` and ``marker_placement`` are unused)."""
+
+    meta = HANDED
+    _variant = 2
+
+    def generate(self, index: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        """``uint8`` image (S, S, 3), ``int64`` label (S, S) and the layout (bar column, object boxes)."""
+        return generate_handed_sample(self._rng(index), self.config)

@@ -17,6 +17,9 @@ Recipes (see ``configs/`` and the project README):
   normalise with ImageNet mean/std (RGB, 0..255), pad to the crop size with 0 / 255.
 - :func:`authors_train_transforms` (the CCNet authors' Cityscapes script): image scaled by a factor drawn from
   {0.7, 0.8, ..., 2.1}, crop, flip, no photometric distortion, BGR mean subtraction without std.
+- Every training flip is a :class:`RandomHorizontalFlip` that swaps the dataset's left/right class ids
+  (``flip_pairs``, e.g. LIP's arms, legs and shoes) on the mirrored mask; without pairs it is torchvision's
+  flip. (mmsegmentation's ``RandomFlip`` does not swap: a mirrored left arm is still labelled "left arm".)
 - :func:`eval_transforms`: optional keep-ratio resize of the image (the mask keeps its original size so
   predictions are scored at full resolution), normalise.
 """
@@ -31,7 +34,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-from ccnet.data.meta import IGNORE_INDEX, DatasetMeta
+from ccnet.data.meta import IGNORE_INDEX, DatasetMeta, check_flip_pairs
 from ccnet.preprocess import AUTHORS_BGR, IMAGENET_RGB, PREPROCESS_NAMES, Preprocess, resolve_preprocess
 
 AUTHORS_SCALES = tuple(round(0.7 + 0.1 * step, 1) for step in range(15))  # 0.7, 0.8, ..., 2.1
@@ -157,6 +160,33 @@ class PadToSize(v2.Transform):
         return self._call_kernel(F.pad, inpt, padding=[0, 0, pad_w, pad_h], fill=fill)
 
 
+class RandomHorizontalFlip(v2.RandomHorizontalFlip):
+    """Horizontal flip with probability ``p`` that also swaps the mirrored classes of the mask.
+
+    A flipped left arm is a right arm: each ``(a, b)`` of ``flip_pairs`` turns label ``a`` into ``b`` and
+    ``b`` into ``a`` on flipped masks (255 and the other ids unchanged); images are only flipped.
+    """
+
+    def __init__(self, p: float = 0.5, flip_pairs: Sequence[Sequence[int]] = ()) -> None:
+        super().__init__(p=p)
+        self.flip_pairs = check_flip_pairs(flip_pairs, IGNORE_INDEX)
+        lookup = torch.arange(256, dtype=torch.uint8)
+        for a, b in self.flip_pairs:
+            lookup[a], lookup[b] = b, a
+        self._lookup = lookup  # stored value -> value after the flip
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        flipped = super().transform(inpt, params)
+        if not self.flip_pairs or not isinstance(flipped, tv_tensors.Mask):
+            return flipped
+        if flipped.dtype != torch.uint8:
+            raise TypeError(f"RandomHorizontalFlip: masks must be uint8 to swap pairs, got {flipped.dtype}")
+        return tv_tensors.wrap(self._lookup[flipped.as_subclass(torch.Tensor).long()], like=flipped)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, flip_pairs={self.flip_pairs}"
+
+
 class RGBToBGR(v2.Transform):
     """Reverse the channel order of images (``(..., 3, H, W)``); masks pass through."""
 
@@ -204,15 +234,17 @@ def train_transforms(
     photometric: bool = True,
     normalization: Preprocess | str = IMAGENET_RGB,
     ignore_index: int = IGNORE_INDEX,
+    flip_pairs: Sequence[Sequence[int]] = (),
 ) -> v2.Compose:
     """The mmsegmentation training pipeline; output image ``float32`` ``(3, *crop_size)``, mask the same size.
 
-    ``scale`` is the ``(long side, short side)`` base scale (``None`` = the image's own size).
+    ``scale`` is the ``(long side, short side)`` base scale (``None`` = the image's own size);
+    ``flip_pairs``: the dataset's left/right class pairs, swapped on flipped masks (``meta.flip_pairs``).
     """
     steps: list[v2.Transform] = [
         RandomResize(scale, ratio_range=ratio_range),
         CatMaxRatioRandomCrop(crop_size, cat_max_ratio=cat_max_ratio, ignore_index=ignore_index),
-        v2.RandomHorizontalFlip(p=flip_prob),
+        RandomHorizontalFlip(p=flip_prob, flip_pairs=flip_pairs),
     ]
     if photometric:
         steps.append(photometric_distortion())
@@ -227,13 +259,15 @@ def authors_train_transforms(
     scales: Sequence[float] = AUTHORS_SCALES,
     flip_prob: float = 0.5,
     ignore_index: int = IGNORE_INDEX,
+    flip_pairs: Sequence[Sequence[int]] = (),
 ) -> v2.Compose:
-    """The CCNet authors' pipeline: image x a factor from ``scales``, random crop, flip, BGR mean-only."""
+    """The CCNet authors' pipeline: image x a factor from ``scales``, random crop, flip (swapping
+    ``flip_pairs`` on the mask), BGR mean-only."""
     return v2.Compose(
         [
             RandomResize(None, ratio_range=None, ratios=scales),
             CatMaxRatioRandomCrop(crop_size, cat_max_ratio=1.0, ignore_index=ignore_index),
-            v2.RandomHorizontalFlip(p=flip_prob),
+            RandomHorizontalFlip(p=flip_prob, flip_pairs=flip_pairs),
             *normalize_transforms(AUTHORS_BGR),
             PadToSize(crop_size, image_fill=0.0, mask_fill=ignore_index),
         ]
@@ -268,5 +302,9 @@ def default_transforms(meta: DatasetMeta, *, train: bool, recipe: str = "mmseg")
     if not train:
         return eval_transforms(meta.test_scale, normalization=recipe)
     if recipe == "authors":
-        return authors_train_transforms(meta.crop_size, ignore_index=meta.ignore_index)
-    return train_transforms(meta.crop_size, scale=meta.train_scale, ignore_index=meta.ignore_index)
+        return authors_train_transforms(
+            meta.crop_size, ignore_index=meta.ignore_index, flip_pairs=meta.flip_pairs
+        )
+    return train_transforms(
+        meta.crop_size, scale=meta.train_scale, ignore_index=meta.ignore_index, flip_pairs=meta.flip_pairs
+    )

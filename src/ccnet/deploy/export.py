@@ -4,7 +4,9 @@ The exported graph maps normalised images ``images`` (B, 3, H, W) float32 to ``l
 float32 (the eval-mode ``out`` of :class:`~ccnet.models.SegmentationOutput`, at the input size; the
 auxiliary head is not exported). The attention ops take their portable path while exporting (see
 ``ccnet.ops``). ONNX files also carry ccnet metadata (``metadata_props``): architecture, number of classes,
-``align_corners``, the input normalisation and, when known, the class names and palette, so that
+``align_corners``, the input normalisation and, when known, the class names, palette and left/right flip
+pairs (``flip_pairs``, for flip testing that swaps e.g. LIP's arms; from ``model.flip_pairs`` or the known
+dataset with these class names), so that
 :class:`ccnet.deploy.onnxruntime_backend.OrtSegmentationModel` and ``ccnet predict --backend onnxruntime``
 need nothing but the file.
 
@@ -26,6 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ccnet.data.meta import flip_pairs_for_classes
 from ccnet.engine.dist import module_device
 
 __all__ = [
@@ -93,7 +96,8 @@ def compare_outputs(expected: Tensor, actual: Tensor, shape: Sequence[int] | Non
 
 
 def _metadata(model: nn.Module, extra: Mapping[str, Any] | None) -> dict[str, str]:
-    """ccnet's ONNX metadata: arch, num_classes, align_corners, preprocess (+ classes, palette)."""
+    """ccnet's ONNX metadata: arch, num_classes, align_corners, preprocess (+ classes, palette, flip
+    pairs)."""
     preprocess = getattr(model, "preprocess", None)
     values: dict[str, Any] = {
         "format": "ccnet-segmentation-v1",
@@ -108,6 +112,10 @@ def _metadata(model: nn.Module, extra: Mapping[str, Any] | None) -> dict[str, st
             "bgr": bool(preprocess.bgr),
         }
     values.update(extra or {})
+    if "flip_pairs" not in values:
+        own = getattr(model, "flip_pairs", None)
+        pairs = own if own is not None else flip_pairs_for_classes(values.get("classes"))
+        values["flip_pairs"] = [list(pair) for pair in pairs] or None
     return {METADATA_PREFIX + key: json.dumps(value) for key, value in values.items() if value is not None}
 
 

@@ -16,7 +16,8 @@ function (up to float rounding; bf16 changes it by design) and never touches the
 
 The result is a :class:`FastSegmenter` (an ``nn.Module``) with the same output type as the model
 (:class:`~ccnet.models.SegmentationOutput`) and the model's ``preprocess`` / ``align_corners`` /
-``num_classes`` / ``pretrained_cfg``, so :class:`ccnet.engine.inference.Segmenter` uses it unchanged.
+``num_classes`` / ``pretrained_cfg`` / ``flip_pairs`` (when it has them), so
+:class:`ccnet.engine.inference.Segmenter` uses it unchanged.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ _FORWARDED_ATTRIBUTES = (
     "num_classes",
     "pretrained_cfg",
     "arch",
+    "classes",
+    "flip_pairs",  # left/right classes swapped by flip testing
     "clip_length",  # video models
     "frames",
 )

@@ -2,8 +2,9 @@
 
 :class:`OrtSegmentationModel` is an ``nn.Module`` without parameters whose forward maps normalised images
 (B, 3, H, W) float32 to a :class:`~ccnet.models.SegmentationOutput` with ``out`` = logits (B, K, H, W)
-float32, computed by an onnxruntime session; it exposes ``num_classes``, ``align_corners``, ``preprocess``
-and ``arch`` from the file's ccnet metadata, so :class:`ccnet.engine.inference.Segmenter` (whole, slide,
+float32, computed by an onnxruntime session; it exposes ``num_classes``, ``align_corners``, ``preprocess``,
+``arch``, ``classes`` and ``flip_pairs`` (left/right classes swapped by flip testing) from the file's ccnet
+metadata, so :class:`ccnet.engine.inference.Segmenter` (whole, slide,
 multi-scale, flip) and ``ccnet predict --backend onnxruntime`` use it unchanged.
 
 Loading validates the file against what :func:`ccnet.deploy.export.export_onnx` writes -- one input
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ccnet.data.meta import check_flip_pairs, flip_pairs_for_classes
 from ccnet.deploy.export import INPUT_NAME, METADATA_PREFIX, OUTPUT_NAME, onnxruntime_session
 from ccnet.preprocess import Preprocess
 
@@ -109,6 +111,15 @@ class OrtSegmentationModel(nn.Module):
         self.pretrained_cfg = None
         self.classes = self.metadata.get("classes")
         self.palette = self.metadata.get("palette")
+        pairs = self.metadata.get("flip_pairs")
+        try:  # files exported before flip pairs were stored: the pairs of the dataset with these classes
+            self.flip_pairs = check_flip_pairs(
+                pairs if pairs is not None else flip_pairs_for_classes(self.classes),
+                self.num_classes,
+                f"{self.path}: metadata flip_pairs",
+            )
+        except ValueError as err:
+            raise OnnxModelError(str(err)) from None
         preprocess = self.metadata.get("preprocess")
         if preprocess is not None:
             self.preprocess = Preprocess(

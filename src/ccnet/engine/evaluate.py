@@ -65,14 +65,17 @@ def build_segmenter(
     *,
     default_crop: Sequence[int] | None = None,
     default_test_scale: Sequence[int] | None = None,
+    flip_pairs: Sequence[Sequence[int]] = (),
 ) -> Segmenter:
     """A :class:`Segmenter` for ``config``; unset crop size and test scale fall back to the given defaults
-    (the training crop and the dataset's test scale)."""
+    (the training crop and the dataset's test scale). ``flip_pairs``: the dataset's left/right classes,
+    swapped in flip testing."""
     options: dict[str, Any] = {
         "mode": config.mode,
         "test_scale": config.test_scale or (tuple(default_test_scale) if default_test_scale else None),
         "scales": config.scales,
         "flip": config.flip,
+        "flip_pairs": flip_pairs,
         "batch_size": config.batch_size,
     }
     if config.mode == "slide":

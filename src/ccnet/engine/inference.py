@@ -12,9 +12,10 @@ For each image or clip (mmsegmentation's test protocol):
    logits of the whole image, or of a sliding window (tiles of ``crop_size`` every ``stride``, logits of
    overlapping tiles averaged; images smaller than the crop are zero-padded in normalised space, i.e. with
    the mean colour, and the padding is cut off);
-3. logits are flipped back, resized bilinearly to the original size (the model's ``align_corners``) and
-   turned into softmax probabilities; **probabilities are averaged** over scales and flips (as mmseg's
-   aug_test does), labels are their argmax.
+3. logits are flipped back (on the mirrored pass the channels of left/right classes are swapped too,
+   ``flip_pairs``: the mirror image of a left arm is a right arm), resized bilinearly to the original size
+   (the model's ``align_corners``) and turned into softmax probabilities; **probabilities are averaged**
+   over scales and flips (as mmseg's aug_test does), labels are their argmax.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor, nn
 
+from ccnet.data.meta import check_flip_pairs, flip_pairs_for_classes, flip_permutation
 from ccnet.preprocess import IMAGENET_RGB, Preprocess
 
 __all__ = ["Prediction", "Segmenter", "predict", "to_clip_tensor", "to_image_tensor"]
@@ -153,6 +155,11 @@ class Segmenter:
             resize [None].
         scales: extra scale factors on top of ``test_scale``, e.g. (0.5, 0.75, 1.0, 1.25, 1.5, 1.75).
         flip: also run on the horizontally flipped images.
+        flip_pairs: ``(a, b)`` class ids that trade places in a mirror image (the dataset's
+            ``meta.flip_pairs``, e.g. LIP's left/right arm, leg and shoe); the mirrored pass's logit
+            channels ``a`` and ``b`` are swapped before averaging. [``model.flip_pairs`` if the model has one,
+            else the pairs of the known dataset whose class names equal ``model.classes`` (an ONNX file's
+            metadata), else none]. Pass the dataset's pairs explicitly when scoring on a dataset.
         mean, std, bgr: input normalisation [``model.preprocess``, else ImageNet RGB statistics].
         batch_size: images or clips (or sliding-window tiles) per forward pass.
     """
@@ -167,6 +174,7 @@ class Segmenter:
         test_scale: Sequence[int] | str | None = AUTO,
         scales: Sequence[float] = (1.0,),
         flip: bool = False,
+        flip_pairs: Sequence[Sequence[int]] | str = AUTO,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
         bgr: bool | None = None,
@@ -197,6 +205,13 @@ class Segmenter:
         if not self.scales or min(self.scales) <= 0:
             raise ValueError(f"scales: expected positive factors, got {scales!r}")
         self.flip = flip
+        if flip_pairs == AUTO:
+            own = getattr(model, "flip_pairs", None)
+            flip_pairs = own if own is not None else flip_pairs_for_classes(getattr(model, "classes", None))
+        num_classes = getattr(model, "num_classes", None)
+        self.flip_pairs = check_flip_pairs(
+            flip_pairs, num_classes if isinstance(num_classes, int) else 256, "Segmenter(flip_pairs=...)"
+        )
         self.preprocess = Preprocess(
             mean=tuple(preprocess.mean if mean is None else mean),
             std=tuple(preprocess.std if std is None else std),
@@ -208,7 +223,9 @@ class Segmenter:
         self.align_corners = bool(getattr(model, "align_corners", False))
 
     def __repr__(self) -> str:
-        fields = ("mode", "crop_size", "stride", "test_scale", "scales", "flip", "mean", "std", "bgr")
+        fields = (
+            "mode", "crop_size", "stride", "test_scale", "scales", "flip", "flip_pairs", "mean", "std", "bgr"
+        )  # fmt: skip
         return f"Segmenter({', '.join(f'{f}={getattr(self, f)!r}' for f in fields)})"
 
     def predict(
@@ -289,11 +306,20 @@ class Segmenter:
                 inputs = scaled.flip(-1) if flipped else scaled
                 logits = self._slide(inputs) if self.mode == "slide" else self._forward(inputs)
                 if flipped:
-                    logits = logits.flip(-1)
+                    logits = self._unmirror(logits)
                 probs = self._resize(logits.float(), (H, W)).softmax(dim=-3)  # (B, [T,] K, H, W)
                 total = probs if total is None else total + probs
                 passes += 1
         return total / passes
+
+    def _unmirror(self, logits: Tensor) -> Tensor:
+        """Logits (B, [T,] K, h, w) of mirrored images -> those of the images: flipped back, and the
+        channels of each flip pair swapped (the mirror image's "left arm" is the image's right arm)."""
+        logits = logits.flip(-1)
+        if not self.flip_pairs:
+            return logits
+        perm = flip_permutation(logits.shape[-3], self.flip_pairs)  # ValueError if an id is >= K
+        return logits.index_select(-3, torch.tensor(perm, device=logits.device))
 
     def _resize(self, logits: Tensor, size: tuple[int, int]) -> Tensor:
         if tuple(logits.shape[-2:]) == tuple(size):

@@ -182,6 +182,7 @@ def config_segmenter(model: nn.Module, config: Config, meta: DatasetMeta) -> Seg
         config.eval,
         default_crop=config.data.crop_size or meta.crop_size,
         default_test_scale=meta.test_scale,
+        flip_pairs=meta.flip_pairs,
     )
 
 

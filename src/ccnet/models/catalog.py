@@ -5,6 +5,8 @@ builds one.
   the same backbones: ``fcn_*`` (no context module) and ``nonlocal_*`` (a non-local block in place of RCCA);
 - tiny networks (~58k parameters, :class:`~ccnet.models.backbone.TinyBackbone`) for CPU runs, tests and the
   built-in context tasks;
+- CE2P with RCCA as its context module (``ce2p_rcca_*``, :mod:`ccnet.models.ce2p`): CCNet's human-parsing
+  network on LIP, output stride 16 by default;
 - video CCNets (``ccnet3d_*``): the 2-D network with 3-D criss-cross attention over clips, loading the
   weights of the 2-D twin named by ``weights_from``.
 """
@@ -15,11 +17,12 @@ import dataclasses
 
 from ccnet.models.architecture import Architecture, HeadConfig
 from ccnet.models.ccnet import build_ccnet
+from ccnet.models.ce2p import build_ce2p
 from ccnet.models.registry import ModelEntry, register_model
 from ccnet.models.video import build_ccnet_video
 from ccnet.preprocess import AUTHORS_BGR
 
-__all__ = ["IMAGE_MODELS", "VIDEO_MODELS"]
+__all__ = ["IMAGE_MODELS", "PARSING_MODELS", "VIDEO_MODELS"]
 
 R50_D8 = Architecture(backbone="resnet50_v1c", output_stride=8)
 R101_D8 = Architecture(backbone="resnet101_v1c", output_stride=8)
@@ -69,6 +72,24 @@ IMAGE_MODELS: dict[str, tuple[Architecture, str]] = {
     "nonlocal_tiny": (_with(TINY, context="nonlocal"), "ablation twin of ccnet_tiny with a non-local block"),
 }
 
+# CE2P + RCCA: align_corners=True everywhere (CE2P's interpolation), output stride 16 (see ccnet.models.ce2p)
+CE2P_R101 = Architecture(backbone="resnet101_v1c", output_stride=16, align_corners=True)
+PARSING_MODELS: dict[str, tuple[Architecture, str]] = {
+    "ce2p_rcca_r101_os16": (
+        CE2P_R101,
+        "CE2P (edge branch, decoder, fusion) with RCCA (R=2) as context on ResNet-101-V1c, output stride 16: "
+        "CCNet's LIP human-parsing network",
+    ),
+    "ce2p_rcca_r50_os16": (
+        _with(CE2P_R101, backbone="resnet50_v1c"),
+        "CE2P with RCCA (R=2) as context on ResNet-50-V1c, output stride 16",
+    ),
+    "ce2p_rcca_tiny": (
+        Architecture(backbone="tiny", align_corners=True, head=HeadConfig(channels=32)),
+        "tiny CE2P + RCCA (stride 8, 32 channels) for CPU runs and tests",
+    ),
+}
+
 # video name -> (the 2-D twin it is built like and whose weights it loads, description)
 VIDEO_MODELS: dict[str, tuple[str, str]] = {
     "ccnet3d_r50_d8": ("ccnet_r50_d8", "video CCNet (3-D RCCA, R=2) on ResNet-50-V1c, output stride 8"),
@@ -79,6 +100,9 @@ VIDEO_CLIP_LENGTH = 5
 
 for _name, (_architecture, _description) in IMAGE_MODELS.items():
     register_model(ModelEntry(_name, build_ccnet, _architecture, _description))
+
+for _name, (_architecture, _description) in PARSING_MODELS.items():
+    register_model(ModelEntry(_name, build_ce2p, _architecture, _description))
 
 for _name, (_twin, _description) in VIDEO_MODELS.items():
     _architecture = dataclasses.replace(IMAGE_MODELS[_twin][0], clip_length=VIDEO_CLIP_LENGTH)

@@ -23,14 +23,24 @@ from ccnet.models.heads import AuxHead, ContextHead, make_context
 from ccnet.models.zoo import WeightsEntry
 from ccnet.preprocess import IMAGENET_RGB, Preprocess
 
-__all__ = ["CCNet", "SegmentationOutput", "build_ccnet", "build_parts"]
+__all__ = ["CCNet", "ParsingAux", "SegmentationOutput", "build_ccnet", "build_parts"]
+
+
+class ParsingAux(NamedTuple):
+    """The training-only outputs of a human-parsing model with an edge branch (CE2P,
+    :mod:`ccnet.models.ce2p`): ``parsing``, its first parsing logits (B, K, H, W), and ``edge``, its edge
+    logits (B, 2, H, W). :class:`ccnet.losses.SegmentationLoss` adds the class-balanced edge loss for them."""
+
+    parsing: Tensor
+    edge: Tensor
 
 
 class SegmentationOutput(NamedTuple):
-    """Model output. ``out``: logits (B, K, H, W); ``aux``: auxiliary logits (B, K, H, W), train mode only."""
+    """Model output. ``out``: logits (B, K, H, W); ``aux``: auxiliary logits (B, K, H, W), train mode only
+    (a :class:`ParsingAux` for models with an edge branch)."""
 
     out: Tensor
-    aux: Tensor | None = None
+    aux: Tensor | ParsingAux | None = None
 
 
 class CCNet(nn.Module):
