@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from ccnet.losses import (
     CategoryConsistentLoss,
@@ -161,29 +162,90 @@ def test_ccl_gradients_are_finite_at_zero_distances():
     assert embeddings.grad[0, :, 0, 6].abs().sum() == 0  # the ignored pixel gets no gradient
 
 
+def _ccl_terms_by_formula(embeddings, target, num_classes, delta_v=0.5, delta_d=1.5):
+    """The TPAMI formulas written out per image and per class (loops, float64), averaged over the images
+    that hold a labelled pixel: (variance, distance, regularisation) as floats."""
+    per_image = []
+    for h, labels in zip(embeddings.double(), target, strict=True):  # h (D, H, W), labels (H, W)
+        classes = [c for c in range(num_classes) if (labels == c).any()]
+        if not classes:
+            continue
+        means = {c: h[:, labels == c].mean(1) for c in classes}
+        variance = 0.0
+        for c in classes:
+            d = (h[:, labels == c] - means[c][:, None]).norm(dim=0)
+            phi = [
+                0.0 if x <= delta_v else (x - delta_v) ** 2 if x <= delta_d else x - delta_d + 1.0
+                for x in d.tolist()
+            ]
+            variance += sum(phi) / len(phi) / len(classes)
+        pairs = [(a, b) for a in classes for b in classes if a != b]
+        distance = sum(max(0.0, 2 * delta_d - (means[a] - means[b]).norm().item()) ** 2 for a, b in pairs)
+        distance = distance / len(pairs) if pairs else 0.0
+        regularisation = sum(means[c].norm().item() for c in classes) / len(classes)
+        per_image.append((variance, distance, regularisation))
+    return tuple(sum(values) / len(per_image) for values in zip(*per_image, strict=True))
+
+
 def test_ccl_module_weights_the_terms_and_projects_to_label_size():
     torch.manual_seed(0)
     loss = CategoryConsistentLoss(8, num_classes=3, dim=4, alpha=2.0, beta=3.0, gamma=0.5)
+    with torch.no_grad():  # spread the embeddings so that every branch of phi_var and phi_dis is reached
+        loss.projection.weight.mul_(4.0)
     features = torch.randn(2, 8, 4, 4)
     target = torch.randint(0, 3, (2, 16, 16))
+    target[1, :8] = IGNORE
     total, terms = loss(features, target)
-    expected = 2.0 * terms.variance + 3.0 * terms.distance + 0.5 * terms.regularisation
-    assert total.item() == pytest.approx(expected.item(), rel=1e-6)
+
+    # independent: the 1x1 projection and the bilinear resize to label size, then the formulas by hand
+    embeddings = F.interpolate(
+        F.conv2d(features, loss.projection.weight, loss.projection.bias),
+        size=(16, 16),
+        mode="bilinear",
+        align_corners=False,
+    )
+    variance, distance, regularisation = _ccl_terms_by_formula(embeddings, target, 3)
+    assert variance > 0 and distance > 0  # non-trivial values, not zeros that any weighting matches
+    assert terms.variance.item() == pytest.approx(variance, rel=1e-5)
+    assert terms.distance.item() == pytest.approx(distance, rel=1e-5)
+    assert terms.regularisation.item() == pytest.approx(regularisation, rel=1e-5)
+    assert total.item() == pytest.approx(2.0 * variance + 3.0 * distance + 0.5 * regularisation, rel=1e-5)
     assert loss.embed(features, (16, 16)).shape == (2, 4, 16, 16)
     total.backward()
     assert loss.projection.weight.grad is not None
 
 
 # --- main + aux -------------------------------------------------------------------------------------------
+def _ce_by_hand(logits, target):
+    """Per-pixel -log softmax(logits)[target] written out (max-shifted log-sum-exp), float64: (B, H, W)."""
+    x = logits.double()
+    shifted = x - x.max(dim=1, keepdim=True).values
+    log_probs = shifted - shifted.exp().sum(dim=1, keepdim=True).log()
+    safe = torch.where(target == IGNORE, torch.zeros_like(target), target)
+    return -log_probs.gather(1, safe.unsqueeze(1)).squeeze(1)
+
+
 def test_segmentation_loss_adds_weighted_aux():
     torch.manual_seed(0)
     logits, aux, target = torch.randn(2, 3, 5, 5), torch.randn(2, 3, 5, 5), torch.randint(0, 3, (2, 5, 5))
+    target[0, 0] = IGNORE  # five unlabelled pixels
+    labelled = target != IGNORE
+    main = _ce_by_hand(logits, target)[labelled].mean().item()
+    aux_ce = _ce_by_hand(aux, target)[labelled].mean().item()
+    assert main != pytest.approx(aux_ce)  # the two heads differ, so swapping them would show
     terms = SegmentationLoss(aux_weight=0.4)(logits, aux, target)
-    main, aux_ce = cross_entropy(logits, target), cross_entropy(aux, target)
-    assert terms["main"].item() == pytest.approx(main.item())
-    assert terms["aux"].item() == pytest.approx(aux_ce.item())
-    assert terms["loss"].item() == pytest.approx(main.item() + 0.4 * aux_ce.item())
+    assert terms["main"].item() == pytest.approx(main, rel=1e-5)
+    assert terms["aux"].item() == pytest.approx(aux_ce, rel=1e-5)
+    assert terms["loss"].item() == pytest.approx(main + 0.4 * aux_ce, rel=1e-5)
     no_aux = SegmentationLoss()(logits, None, target)
-    assert set(no_aux) == {"loss", "main"}
-    ohem = SegmentationLoss(ohem=OhemCrossEntropy(0.7, 10))(logits, aux, target)
-    assert ohem["main"].item() == pytest.approx(OhemCrossEntropy(0.7, 10)(logits, target).item())
+    assert set(no_aux) == {"loss", "main"} and no_aux["loss"].item() == pytest.approx(main, rel=1e-5)
+
+    # OHEM on the main head: the pixels whose true-class probability is < 0.7, or the 10 hardest
+    ce = _ce_by_hand(logits, target)[labelled]
+    probs = (-ce).exp()
+    tenth = sorted(probs.tolist())[9]
+    kept = (probs < 0.7) | (probs <= tenth)
+    assert 10 <= int(kept.sum()) < int(labelled.sum())  # both rules matter: some pixels are dropped
+    ohem = SegmentationLoss(ohem=OhemCrossEntropy(0.7, 10), aux_weight=0.4)(logits, aux, target)
+    assert ohem["main"].item() == pytest.approx(ce[kept].mean().item(), rel=1e-5)
+    assert ohem["loss"].item() == pytest.approx(ce[kept].mean().item() + 0.4 * aux_ce, rel=1e-5)

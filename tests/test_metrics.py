@@ -99,3 +99,18 @@ def test_negative_predictions_are_void_too_and_bad_matrix_shapes_are_refused():
     assert math.isnan(metrics.iou[0]) and metrics.iou[1] == pytest.approx(0.5)
     with pytest.raises(ValueError, match="confusion matrix"):
         metrics_from_confusion(torch.zeros(3, 5, dtype=torch.int64))
+
+
+def test_an_ignore_index_inside_the_class_range_drops_its_rows():
+    # ignore_index=1 with K=3 (a dataset whose "unlabelled" class is 1, not 255). Pixels (target, prediction):
+    # (0, 0) twice, (0, 2) once, (1, 0) and (1, 1) ignored, (2, 2) once, (2, 1) once, (255, 0) outside 0..K-1.
+    target = torch.tensor([0, 0, 0, 1, 1, 2, 2, 255])
+    prediction = torch.tensor([0, 0, 2, 0, 1, 2, 1, 0])
+    cm = confusion_matrix(prediction, target, num_classes=3, ignore_index=1)
+    # row 1 (the ignore label) is empty; a prediction of 1 on a labelled pixel counts in column 1 (as in
+    # mmsegmentation's intersect_and_union, which masks the labels only)
+    assert cm.tolist() == [[2, 0, 1], [0, 0, 0], [0, 1, 1]]
+    matrix = ConfusionMatrix(3, ignore_index=1)
+    matrix.update(prediction, target)
+    assert matrix.matrix.tolist() == [[2, 0, 1], [0, 0, 0], [0, 1, 1]]
+    assert matrix.compute().pixels == 5  # the two ignored and the out-of-range pixel are not counted

@@ -18,7 +18,7 @@ from ccnet.data.transforms import (
     keep_ratio_size,
     photometric_distortion,
 )
-from ccnet.preprocess import AUTHORS_BGR, IMAGENET_RGB
+from ccnet.preprocess import IMAGENET_RGB
 
 
 def _pair(image: np.ndarray, mask: np.ndarray) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
@@ -208,7 +208,8 @@ def test_authors_normalisation_is_bgr_mean_only():
     image = np.zeros((2, 2, 3), dtype=np.uint8)
     image[0, 0] = (100, 110, 120)  # R, G, B
     out_image, _ = eval_transforms(normalization="authors")(*_pair(image, np.zeros((2, 2), dtype=np.uint8)))
-    expected = [120 - AUTHORS_BGR.mean[0], 110 - AUTHORS_BGR.mean[1], 100 - AUTHORS_BGR.mean[2]]
+    # the authors' Caffe means in BGR order (104.008, 116.669, 122.679), as published; no std division
+    expected = [120 - 104.008, 110 - 116.669, 100 - 122.679]
     np.testing.assert_allclose(out_image[:, 0, 0].numpy(), expected, rtol=1e-5)
 
 
@@ -237,3 +238,55 @@ def test_clip_frames_get_identical_parameters():
 
 def test_pipelines_are_v2_composes():
     assert isinstance(train_transforms((8, 8)), v2.Compose) and isinstance(eval_transforms(), v2.Compose)
+
+
+# Every training recipe with its resizing and cropping made deterministic (scale 1, crop = image size) so that
+# the flip is the only geometric change. Photometric jitter is off (it changes the colour that encodes the
+# column; test_photometric_distortion_changes_the_image_only covers the mask). The authors' recipe
+# normalises BGR, mean only: the red value is then in the last channel.
+RECIPES = {
+    "mmseg": lambda flip_prob: train_transforms(
+        (32, 64),
+        scale=None,
+        ratio_range=(1.0, 1.0),
+        cat_max_ratio=1.0,
+        flip_prob=flip_prob,
+        photometric=False,
+    ),
+    "authors": lambda flip_prob: authors_train_transforms((32, 64), scales=(1.0,), flip_prob=flip_prob),
+}
+
+
+def _decoded_column(out_image: torch.Tensor, recipe: str) -> torch.Tensor:
+    """(..., H, W) source column of each output pixel, read from the red value (4 x column)."""
+    if recipe == "authors":
+        red = out_image[..., 2, :, :] + 122.679  # BGR, the authors' mean of red, no std
+    else:
+        red = out_image[..., 0, :, :] * 58.395 + 123.675  # ImageNet std and mean of red
+    return torch.round(red / 4).to(torch.int64)
+
+
+@pytest.mark.parametrize("clip", [False, True], ids=["image", "clip"])
+@pytest.mark.parametrize("recipe", sorted(RECIPES))
+def test_every_recipe_flips_the_mask_with_the_image(recipe, clip):
+    # The red channel and the mask both encode the source column: after the pipeline the mask must be, pixel
+    # by pixel, column // 8 of the column the image pixel came from (a mask left unflipped fails this).
+    image, mask = _pair(*_flip_probe())
+    if clip:  # video: (T, 3, H, W) frames and (T, H, W) masks share one draw
+        image = tv_tensors.Image(image.expand(2, -1, -1, -1).contiguous())
+        mask = tv_tensors.Mask(mask.expand(2, -1, -1).contiguous())
+    seen = set()
+    for flip_prob, seeds in ((1.0, range(2)), (0.0, range(1)), (0.5, range(10))):
+        pipeline = RECIPES[recipe](flip_prob)
+        for seed in seeds:
+            torch.manual_seed(seed)
+            out_image, out_mask = pipeline(image, mask)
+            column = _decoded_column(out_image, recipe)
+            np.testing.assert_array_equal(out_mask.numpy(), (column // 8).numpy())
+            rows = column.reshape(-1, 64)  # every row of every frame holds the same columns
+            assert bool((rows == rows[:1]).all())
+            flipped = rows[0].tolist() == list(range(63, -1, -1))
+            assert flipped or rows[0].tolist() == list(range(64))
+            seen.add((flip_prob, flipped))
+    assert seen >= {(1.0, True), (0.0, False), (0.5, True), (0.5, False)}  # the random flip does both
+    assert not seen & {(1.0, False), (0.0, True)}

@@ -29,6 +29,44 @@ def test_atomic_save_replaces_whole_files_and_leaves_no_temporary(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["x.pt"]
 
 
+def test_a_write_that_fails_half_way_leaves_the_previous_file_intact(tmp_path, monkeypatch):
+    path = atomic_save({"a": torch.arange(4.0)}, tmp_path / "x.pt")
+    before = path.read_bytes()
+
+    def save_then_fail(obj, f, *args, **kwargs):  # a full disk or a kill in the middle of the write
+        f.write(b"PK\x03\x04 half a checkpoint")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(torch, "save", save_then_fail)
+    with pytest.raises(OSError, match="No space left"):
+        atomic_save({"a": torch.zeros(1000)}, path)
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert torch.equal(load_checkpoint(path)["a"], torch.arange(4.0))
+    assert [p.name for p in tmp_path.iterdir()] == ["x.pt"]  # no temporary file left behind
+
+
+def test_a_failed_checkpoint_write_keeps_the_older_checkpoints_and_the_best(tmp_path, monkeypatch):
+    manager = CheckpointManager(tmp_path, keep_last=2)
+    manager.save({"i": torch.tensor(1)}, 10, best=True)
+    manager.save({"i": torch.tensor(2)}, 20)
+    files = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    def save_then_fail(obj, f, *args, **kwargs):
+        f.write(b"PK\x03\x04 half a checkpoint")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(torch, "save", save_then_fail)
+    for keep in (True, False):  # a new iteration file that would also be the best, then a best-only write
+        with pytest.raises(OSError, match="No space left"):
+            manager.save({"i": torch.tensor(3)}, 30, keep=keep, best=True)
+    monkeypatch.undo()
+    # nothing pruned for a checkpoint that was never written, nothing half-written, nothing left over
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == files
+    assert manager.latest() == tmp_path / "iter_0000020.pt"
+    assert load_checkpoint(manager.best)["i"].item() == 1
+
+
 def test_manager_keeps_the_last_n_and_the_best(tmp_path):
     (tmp_path / ".iter_0000009.pt.tmp-123").write_bytes(b"partial write of a killed process")
     manager = CheckpointManager(tmp_path, keep_last=2)

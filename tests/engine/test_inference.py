@@ -224,3 +224,46 @@ def test_real_model_whole_and_slide(device):
     assert whole[0].probs.shape == (3, 37, 45) and whole[0].probs.device.type == "cpu"
     assert [s.shape for s in slide] == [(37, 45), (20, 24)]
     assert model.training
+
+
+class HalfResolution(nn.Module):
+    """Logits (B, 3, ceil(h / 2), ceil(w / 2)): a 1x1 convolution of every other pixel, like a strided model;
+    ``align_corners`` is the attribute the Segmenter reads (as on CCNet)."""
+
+    def __init__(self, align_corners: bool):
+        super().__init__()
+        self.align_corners = align_corners
+        self.conv = nn.Conv2d(3, 3, 1)
+        with torch.no_grad():  # large weights: the two resize conventions then differ by a lot
+            self.conv.weight.copy_(3 * torch.randn(3, 3, 1, 1, generator=torch.Generator().manual_seed(0)))
+
+    def forward(self, x):
+        return self.conv(x[..., ::2, ::2])
+
+
+def _by_hand(model: HalfResolution, image: np.ndarray, scales, align_corners: bool) -> torch.Tensor:
+    """mmseg's aug_test written out with F.interpolate: the image is resized without align_corners, the
+    logits back to the (scaled, then original) size with the model's own setting."""
+    x = _normalised(image)
+    H, W = x.shape[-2:]
+    total = 0
+    for scale in scales:
+        size = (int(H * scale + 0.5), int(W * scale + 0.5))
+        scaled = x if size == (H, W) else F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        with torch.no_grad():
+            logits = model(scaled)
+        logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=align_corners)
+        if size != (H, W):
+            logits = F.interpolate(logits, size=(H, W), mode="bilinear", align_corners=align_corners)
+        total = total + logits.softmax(1)
+    return (total / len(scales))[0]
+
+
+@pytest.mark.parametrize("align_corners", [True, False])
+def test_multi_scale_resizes_logits_back_with_the_models_align_corners(align_corners):
+    image, scales = _image(18, 26), (0.5, 1.0, 1.5)
+    model = HalfResolution(align_corners)
+    probs = Segmenter(model, scales=scales).predict(image, return_probs=True).probs
+    assert torch.allclose(probs, _by_hand(model, image, scales, align_corners), atol=1e-5)
+    other = _by_hand(model, image, scales, not align_corners)
+    assert (probs - other).abs().max() > 0.05  # the test has teeth: the other convention is far off

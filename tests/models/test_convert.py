@@ -27,6 +27,10 @@ from tests.models.published_layouts import (
 )
 
 TOL = 1e-4
+# The authors' InPlace-ABN conversion is exact: float32 rounding alone leaves ~2e-6 on these logits (measured
+# 1.4e-6 main, 1.9e-6 aux), while forgetting the ``+ eps`` on |w| moves them by 2e-5 .. 6e-5: 1e-4 would not
+# see it.
+AUTHORS_TOL = 1e-5
 
 
 def _logits(model, x):
@@ -83,8 +87,39 @@ def test_authors_r101_matches_reference():
         state, AUTHORS, x, plan=authors_plan(), ceil_mode=True, leaky=True, align_corners=True
     )
     assert ref_aux.shape[-1] == 7  # 48 -> 24 -> ceil-mode max-pool 13 (floor: 12) -> 7: ceil_mode matters
-    assert (out - ref_out).abs().max() <= TOL
-    assert (aux - ref_aux).abs().max() <= TOL
+    assert (out - ref_out).abs().max() <= AUTHORS_TOL
+    assert (aux - ref_aux).abs().max() <= AUTHORS_TOL
+
+
+def test_authors_inplace_abn_tensors_by_hand():
+    # One InPlace-ABN of the head and the aux conv (with a bias) + BN, values chosen by hand. InPlace-ABN
+    # scales by |w| + eps (eps = 1e-5, its default); a conv bias b before a BN equals running_mean - b.
+    w = torch.tensor([-0.5, 0.25, 0.0, -2.0])
+    state = {
+        "head.conva.0.weight": torch.zeros(4, 2, 3, 3),
+        "head.conva.1.weight": w,
+        "head.conva.1.bias": torch.tensor([0.1, -0.2, 0.3, 0.0]),
+        "head.conva.1.running_mean": torch.tensor([1.0, 2.0, 3.0, 4.0]),
+        "head.conva.1.running_var": torch.tensor([0.5, 1.0, 1.5, 2.0]),
+        "dsn.0.weight": torch.zeros(2, 2, 3, 3),
+        "dsn.0.bias": torch.tensor([0.25, -1.5]),
+        "dsn.1.weight": torch.tensor([0.75, -0.125]),
+        "dsn.1.bias": torch.tensor([0.0, 1.0]),
+        "dsn.1.running_mean": torch.tensor([1.0, 1.0]),
+        "dsn.1.running_var": torch.tensor([4.0, 9.0]),
+    }
+    out = convert_checkpoint(state, source="authors")
+    # float32 holds these to ~2e-7; a missing eps is 1e-5 off
+    head_weight, aux_weight = out["head.conv_in.norm.weight"], out["aux_head.conv_in.norm.weight"]
+    assert torch.allclose(head_weight, torch.tensor([0.50001, 0.25001, 0.00001, 2.00001]), rtol=0, atol=1e-6)
+    assert torch.allclose(aux_weight, torch.tensor([0.75001, 0.12501]), rtol=0, atol=1e-6)
+    assert torch.equal(out["aux_head.conv_in.norm.running_mean"], torch.tensor([0.75, 2.5]))  # 1 - b
+    assert "aux_head.conv_in.conv.bias" not in out
+    # everything else passes unchanged; InPlace-ABN has no batch counter: 0
+    assert torch.equal(out["head.conv_in.norm.bias"], torch.tensor([0.1, -0.2, 0.3, 0.0]))
+    assert torch.equal(out["head.conv_in.norm.running_var"], torch.tensor([0.5, 1.0, 1.5, 2.0]))
+    assert torch.equal(out["aux_head.conv_in.norm.running_var"], torch.tensor([4.0, 9.0]))
+    assert out["head.conv_in.norm.num_batches_tracked"].item() == 0
 
 
 def test_detect_source():
