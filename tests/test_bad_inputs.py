@@ -158,7 +158,7 @@ def test_info_zero_input_size(cli):
 
 
 def test_info_unknown_model(cli):
-    assert_one_line_error(cli("info", "unknown_name"), 2, "info", "unknown_name", "ccnet_tiny")
+    assert_one_line_error(cli("info", "unknown_name"), 2, "info", "unknown_name", "did you mean", "_tiny")
 
 
 def test_data_check_unknown_dataset(cli):

@@ -10,6 +10,10 @@ refused, naming both. Prints the per-class table and writes ``metrics_<split>.js
 ``--format-only`` writes the test-server PNGs instead (Cityscapes: labelIds). ``--backend fast`` /
 ``fast-bf16`` scores the optimised inference copy (folded BatchNorm, channels-last; + bf16 autocast), to
 measure what the faster path costs in accuracy. Works under ``torchrun``.
+
+Instance models (``maskrcnn_*`` on ``data.dataset=instance`` or ``coco``) are scored by COCOeval: the box and
+mask AP table, ``metrics_<split>.json`` / ``.md`` and the detections in COCO's results format
+(``detections_<split>.json``); ``--format-only`` writes only the detections (e.g. for test-dev).
 """
 
 from __future__ import annotations
@@ -66,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
             "--out",
         )
         split = args.split or config.data.val_split
+        if _is_instance(config):
+            return _run_instance(args, config, source, overrides, weights, split, out)
         dataset = eval_dataset(config, split)
         meta = dataset.meta
         ctx = init_distributed(config.train.device)
@@ -131,4 +137,68 @@ def run(args: argparse.Namespace) -> int:
         except OSError as err:
             return fail(PROG, f"cannot write the reports into {out}: {err}", 1)
         print(f"mIoU {metrics.miou:.4f}; reports: {json_path}, {md_path}")
+    return 0
+
+
+def _is_instance(config) -> bool:
+    from ccnet.engine.loader import INSTANCE_DATASETS
+
+    return config.data.dataset in INSTANCE_DATASETS
+
+
+def _run_instance(
+    args: argparse.Namespace, config, source, overrides, weights: str, split: str, out: Path
+) -> int:
+    """``ccnet eval`` of an instance model: COCOeval box / mask AP, or the detections only."""
+    import json
+
+    from ccnet.config import ConfigError
+    from ccnet.data import DatasetError
+    from ccnet.engine.coco_eval import collect_detections
+    from ccnet.engine.loader import build_instance_split
+    from ccnet.engine.setup import load_model, model_choice
+    from ccnet.engine.training_model import InstanceTask
+
+    try:
+        if args.backend != "torch":
+            raise ConfigError(
+                f"--backend {args.backend}: instance models are evaluated with --backend torch only"
+            )
+        dataset = build_instance_split(config.data, split, evaluation=True)
+        name, model_overrides = model_choice(config, source, overrides, weights)
+        model_overrides = {**model_overrides, **InstanceTask.size_overrides(config.data)}
+        model, _ = load_model(weights, name=name, overrides=model_overrides, fallback_name=config.model.name)
+        if getattr(model, "task", None) != "instance":
+            raise ConfigError(
+                f"weights {weights} are of a semantic segmentation model; data.dataset="
+                f"{config.data.dataset!r} needs an instance model (maskrcnn_*)"
+            )
+        if model.num_classes != dataset.num_classes:
+            raise ConfigError(
+                f"weights {weights} predict {model.num_classes - 1} classes (+ background) but dataset "
+                f"{config.data.dataset!r} split {split!r} has {dataset.num_classes - 1}"
+            )
+        results = collect_detections(
+            model, dataset, num_workers=config.data.num_workers, progress=not args.no_progress
+        )
+        detections = results.write(out / f"detections_{split}.json")
+        if args.format_only:
+            print(f"wrote the detections of {len(dataset)} images to {detections}")
+            return 0
+        metrics = results.evaluate()
+        print(metrics.format_table())
+        json_path, md_path = out / f"metrics_{split}.json", out / f"metrics_{split}.md"
+        title = f"{config.name}: {config.data.dataset} {split}"
+        json_path.write_text(
+            json.dumps({"title": title, "weights": str(weights), **metrics.to_dict()}, indent=2) + "\n"
+        )
+        md_path.write_text(f"# {title}\n\n```\n{metrics.format_table()}\n```\n")
+    except (DatasetError, OSError, ValueError, RuntimeError) as err:
+        from ccnet.cli.common import weights_command_exit_code
+
+        return fail(PROG, err, weights_command_exit_code(err))
+    print(
+        f"mask AP {metrics.mask_ap:.4f}  box AP {metrics.box_ap:.4f}; "
+        f"reports: {json_path}, {md_path}, {detections}"
+    )
     return 0

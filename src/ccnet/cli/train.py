@@ -101,6 +101,13 @@ def run(args: argparse.Namespace) -> int:
         return fail(PROG, err, code=1)
     except OSError as err:  # a file that cannot be read or written; its message names it
         return fail(PROG, err, code=1)
+    if rank() == 0 and result.metrics is not None and hasattr(result.metrics, "mask_ap"):  # instance model
+        print(result.metrics.format_table())
+        best = f" (best {result.best_miou:.4f})" if result.best_miou is not None else ""
+        print(f"final mask AP {result.metrics.mask_ap:.4f}{best} after {result.iterations} iterations")
+        print(f"run directory: {result.work_dir}")
+        print(f"weights: {result.weights}")
+        return 0
     if rank() == 0 and result.metrics is not None:
         print(format_table(result.metrics, result.classes))
         best = f" (best {result.best_miou:.4f})" if result.best_miou is not None else ""

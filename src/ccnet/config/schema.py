@@ -43,13 +43,13 @@ class ModelConfig:
     :class:`~ccnet.models.architecture.HeadConfig` (``recurrence`` ... ``aux_channels``).
     """
 
-    name: str = "ccnet_r50_d8"  # a registered model (``ccnet.models.list_models()``)
+    name: str = "ccnet_r50_d8"  # a registered model (``ccnet.models.list_models()``); maskrcnn_*: instances
     pretrained: str | None = None  # whole-model weights to start from (zoo name or file)
     new_classifier: bool = False  # fine-tuning to another class set: all of `pretrained` but the classifiers
     # the architecture
     backbone: str | None = None
     output_stride: int | None = None
-    norm: Literal["bn", "syncbn"] | None = None
+    norm: Literal["bn", "syncbn", "frozen_bn"] | None = None  # frozen_bn: instance models only
     backbone_weights: str | None = None  # "timm", "open-mmlab", a path or None (random initialisation)
     align_corners: bool | None = None
     # the heads (HeadConfig)
@@ -64,6 +64,12 @@ class ModelConfig:
     # video models (ccnet3d_*): frames per attention window, and which frames they predict
     clip_length: int | None = None
     frames: Literal["all", "centre"] | None = None
+    # instance models (maskrcnn_*, ccnet.models.maskrcnn.InstanceArchitecture); context, recurrence,
+    # reduction, backbone, norm and backbone_weights above apply to them too
+    context_stage: Literal["layer1", "layer2", "layer3", "layer4"] | None = None  # the stage holding it
+    context_block: int | None = None  # the module runs before this block of the stage (-1 = the last)
+    trainable_layers: int | None = None  # ResNet stages trained, from layer4 (3: stem + res2 frozen)
+    fpn_channels: int | None = None
 
     def overrides(self) -> dict[str, Any]:
         """The ``create_model`` overrides that are set."""
@@ -91,11 +97,20 @@ class DataConfig:
     # extra keyword arguments of the dataset class (e.g. length, image_size for "context")
     options: dict[str, Any] = field(default_factory=dict)
     val_options: dict[str, Any] = field(default_factory=dict)  # overrides ``options`` for the val split
+    # instance models: the shorter side(s) the detector resizes images to (one drawn per training image:
+    # the multi-scale option; evaluation uses the last) and the bound of the longer side; None = the
+    # model's default (800 / 1333 for R-50/101)
+    min_size: tuple[int, ...] | None = None
+    max_size: int | None = None
 
 
 @dataclass
 class OptimConfig:
-    """SGD (the recipes) or AdamW, with a per-iteration poly schedule and an optional linear warm-up."""
+    """SGD (the recipes) or AdamW, with a per-iteration schedule and an optional linear warm-up.
+
+    ``schedule``: ``"poly"`` (segmentation: ``power``, ``min_lr``), ``"multistep"`` (Mask R-CNN's 1x: lr x
+    ``gamma`` at each of ``milestones``) or ``"step"`` (lr x ``gamma`` every ``step_size`` iterations).
+    """
 
     name: Literal["sgd", "adamw"] = "sgd"
     lr: float = 0.01
@@ -105,6 +120,10 @@ class OptimConfig:
     min_lr: float = 1e-4
     warmup_iters: int = 0
     warmup_ratio: float = 1e-6  # warm-up starts at lr * warmup_ratio
+    schedule: Literal["poly", "step", "multistep"] = "poly"
+    milestones: tuple[int, ...] = ()  # multistep: iterations where lr is multiplied by gamma
+    gamma: float = 0.1  # step / multistep decay factor
+    step_size: int | None = None  # step: decay every step_size iterations
     clip_grad_norm: float | None = None  # max global gradient norm; None = no clipping
 
 
@@ -228,11 +247,15 @@ VALUE_RANGES: dict[str, Range] = {
     "model.dropout": Range(0, 1, open_high=True),
     "model.aux_channels": _AT_LEAST_1,
     "model.clip_length": _AT_LEAST_1,
+    "model.trainable_layers": Range(0, 5),
+    "model.fpn_channels": _AT_LEAST_1,
     "data.crop_size": _AT_LEAST_1,
     "data.train_scale": _AT_LEAST_1,
     "data.ratio_range": _POSITIVE,
     "data.cat_max_ratio": Range(0, 1, open_low=True),
     "data.num_workers": _AT_LEAST_0,
+    "data.min_size": _AT_LEAST_1,
+    "data.max_size": _AT_LEAST_1,
     "optim.lr": _POSITIVE,
     "optim.momentum": Range(0, 1, open_high=True),
     "optim.weight_decay": _AT_LEAST_0,
@@ -241,6 +264,9 @@ VALUE_RANGES: dict[str, Range] = {
     "optim.warmup_iters": _AT_LEAST_0,
     "optim.warmup_ratio": _FRACTION,
     "optim.clip_grad_norm": _POSITIVE,
+    "optim.milestones": _AT_LEAST_1,
+    "optim.gamma": Range(0, 1, open_low=True),
+    "optim.step_size": _AT_LEAST_1,
     "loss.aux_weight": _AT_LEAST_0,
     "loss.ignore_index": Range(0, 255),  # masks are uint8
     "loss.ohem.thresh": Range(0, 1, open_low=True),
@@ -300,6 +326,17 @@ def validate_config(config: Config) -> Config:
     low, high = config.data.ratio_range
     if low > high:
         raise ConfigError(f"data.ratio_range: expected [low, high] with low <= high, got {[low, high]}")
+    oc = config.optim
+    increasing = list(oc.milestones) == sorted(set(oc.milestones))
+    if oc.schedule == "multistep" and not (oc.milestones and increasing):
+        raise ConfigError(
+            f"optim.milestones: schedule 'multistep' needs increasing iterations, e.g. [60000, 80000], got "
+            f"{list(oc.milestones)}"
+        )
+    if oc.schedule == "step" and oc.step_size is None:
+        raise ConfigError("optim.step_size: schedule 'step' needs it (decay every step_size iterations)")
+    if config.data.min_size is not None and not config.data.min_size:
+        raise ConfigError("data.min_size: expected at least one size (e.g. [800]), got []")
     if not config.eval.scales:
         raise ConfigError("eval.scales: expected at least one scale factor (e.g. [1.0]), got []")
     if not _DEVICE.fullmatch(config.train.device):

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -44,9 +45,13 @@ from ccnet.engine.evaluate import raw_pair
 from ccnet.preprocess import AUTHORS_BGR, Preprocess
 
 __all__ = [
+    "INSTANCE_DATASETS",
+    "InstanceDataMeta",
     "ResumableSampler",
     "SeededDataset",
     "build_datasets",
+    "build_instance_datasets",
+    "build_instance_split",
     "build_split",
     "build_train_loader",
     "check_has_class_pixels",
@@ -135,7 +140,7 @@ def train_transforms_for(data: DataConfig, meta: DatasetMeta, preprocess: Prepro
                 "data.augment='authors' normalises images the authors' way (BGR, mean only); use it with a "
                 "model expecting that input (ccnet_r101_d8_authors) or choose data.augment='mmseg'"
             )
-        return authors_train_transforms(crop, ignore_index=meta.ignore_index)
+        return authors_train_transforms(crop, ignore_index=meta.ignore_index, flip_pairs=meta.flip_pairs)
     return train_transforms(
         crop,
         scale=data.train_scale or meta.train_scale,
@@ -144,6 +149,7 @@ def train_transforms_for(data: DataConfig, meta: DatasetMeta, preprocess: Prepro
         photometric=data.photometric,
         normalization=preprocess,
         ignore_index=meta.ignore_index,
+        flip_pairs=meta.flip_pairs,
     )
 
 
@@ -258,16 +264,95 @@ def build_train_loader(
     seed: int,
     rank: int,
     device: torch.device,
+    collate_fn: Callable[[list[Any]], Any] = collate,
 ) -> DataLoader:
-    """Batches of ``collate`` dicts for ``sampler``; persistent workers, per-sample augmentation seeds."""
+    """Batches for ``sampler`` (``collate`` dicts; instance data: ``collate_instances`` lists); persistent
+    workers, per-sample augmentation seeds."""
     return DataLoader(
         SeededDataset(dataset),
         batch_size=sampler.batch_size,
         sampler=sampler,
         num_workers=num_workers,
-        collate_fn=collate,
+        collate_fn=collate_fn,
         pin_memory=device.type == "cuda",
         persistent_workers=num_workers > 0,
         worker_init_fn=partial(_seed_worker, seed, rank),
         generator=torch.Generator(),  # never the global generator: resuming must not shift its stream
     )
+
+
+# --- instance segmentation data ------------------------------------------------------------------------
+INSTANCE_DATASETS = ("instance", "coco")  # the built-in instance task, COCO-format sets
+
+
+@dataclass(frozen=True)
+class InstanceDataMeta:
+    """What the training loop needs to know of an instance dataset: its name and classes (background
+    first, as torchvision counts them) and a colour per class."""
+
+    name: str
+    classes: tuple[str, ...]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def palette(self) -> tuple[tuple[int, int, int], ...]:
+        from ccnet.data.meta import voc_colormap
+
+        return voc_colormap(len(self.classes))
+
+
+def build_instance_split(data: DataConfig, split: str, *, evaluation: bool) -> Any:
+    """One split of an instance dataset (``data.dataset`` ``"instance"`` or ``"coco"``): samples as in
+    :mod:`ccnet.data.coco`; training samples flipped at random unless ``data.augment='none'`` (the detector
+    resizes them itself, to ``data.min_size`` / ``data.max_size``). ``"coco"`` reads ``data.root`` in the
+    official layout, or ``data.options`` ``ann_file`` and ``image_dir`` (per split: ``data.val_options``).
+
+    Raises:
+        ConfigError: an unknown dataset or option (naming the config key). DatasetError: a missing or
+            malformed COCO copy (naming the file).
+    """
+    options = {**data.options, **(data.val_options if evaluation else {})}
+    key = "data.val_options" if evaluation and data.val_options else "data.options"
+    flip = not evaluation and data.augment != "none"
+    if data.dataset == "instance":
+        from ccnet.data.instance_task import InstanceTaskDataset
+
+        with _options_named(data.dataset, key, options):
+            return InstanceTaskDataset(split, flip=flip, **options)
+    if data.dataset == "coco":
+        from torchvision.transforms import v2
+
+        from ccnet.data.coco import coco_dataset
+
+        if data.root is None and "ann_file" not in options:
+            raise ConfigError(
+                "data.root: dataset 'coco' is read from files; set data.root=DIR (COCO 2017's official "
+                "layout) or data.options.ann_file=FILE and data.options.image_dir=DIR"
+            )
+        transforms = v2.RandomHorizontalFlip(0.5) if flip else None
+        # the training references leave out images without an instance; evaluation keeps them
+        options = {"drop_empty": not evaluation, **options}
+        with _options_named(data.dataset, key, options):
+            return coco_dataset(data.root, split, transforms=transforms, **options)
+    raise ConfigError(
+        f"data.dataset: {data.dataset!r} is no instance dataset; allowed: {list(INSTANCE_DATASETS)}"
+    )
+
+
+def build_instance_datasets(data: DataConfig) -> tuple[Any, Any, InstanceDataMeta]:
+    """Training and validation splits of an instance dataset and its :class:`InstanceDataMeta`.
+
+    Raises:
+        ConfigError / DatasetError: see :func:`build_instance_split`; also splits with other classes.
+    """
+    train_set = build_instance_split(data, data.train_split, evaluation=False)
+    val_set = build_instance_split(data, data.val_split, evaluation=True)
+    if tuple(train_set.classes) != tuple(val_set.classes):
+        raise DatasetError(
+            f"dataset {data.dataset!r}: split {data.train_split!r} has classes {list(train_set.classes)} but "
+            f"{data.val_split!r} has {list(val_set.classes)}"
+        )
+    return train_set, val_set, InstanceDataMeta(data.dataset, tuple(train_set.classes))

@@ -1,20 +1,31 @@
-"""Optimiser and learning-rate schedule: SGD (or AdamW) + per-iteration poly decay with linear warm-up.
+"""Optimiser and learning-rate schedules: SGD (or AdamW) + per-iteration poly or step decay with linear
+warm-up.
 
-lr(i) = (base_lr - min_lr) * (1 - i / max_iters) ** power + min_lr for iteration i = 0 .. max_iters - 1
-(mmsegmentation's ``PolyLR`` with ``eta_min``). During the first ``warmup_iters`` iterations that value is
-scaled by a factor rising linearly from ``warmup_ratio`` to 1 (mmcv's linear warm-up).
+Poly (segmentation): lr(i) = (base_lr - min_lr) * (1 - i / max_iters) ** power + min_lr for iteration
+i = 0 .. max_iters - 1 (mmsegmentation's ``PolyLR`` with ``eta_min``). Multi-step (Mask R-CNN's 1x
+recipe, maskrcnn-benchmark's ``WarmupMultiStepLR``): lr(i) = base_lr * gamma ** (number of milestones
+<= i). During the first ``warmup_iters`` iterations either value is scaled by a factor rising linearly from
+``warmup_ratio`` to 1 (mmcv's and maskrcnn-benchmark's linear warm-up).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 from torch.optim.lr_scheduler import LRScheduler
 
-__all__ = ["PolyLR", "build_optimizer", "poly_lr", "set_hyperparameters"]
+__all__ = [
+    "MultiStepLR",
+    "PolyLR",
+    "build_optimizer",
+    "build_scheduler",
+    "multistep_lr",
+    "poly_lr",
+    "set_hyperparameters",
+]
 
 
 def poly_lr(
@@ -86,6 +97,87 @@ class PolyLR(LRScheduler):
             )
             for base in self.base_lrs
         ]
+
+
+def _warmup_factor(iteration: int, warmup_iters: int, warmup_ratio: float) -> float:
+    if iteration >= warmup_iters:
+        return 1.0
+    return 1.0 - (1.0 - iteration / warmup_iters) * (1.0 - warmup_ratio)
+
+
+def multistep_lr(
+    base_lr: float,
+    iteration: int,
+    milestones: Sequence[int],
+    *,
+    gamma: float = 0.1,
+    warmup_iters: int = 0,
+    warmup_ratio: float = 1.0 / 3,
+) -> float:
+    """The learning rate of 0-based ``iteration`` under step decay at ``milestones`` (see the module
+    docstring): from iteration ``m`` on, each milestone ``m`` has multiplied it by ``gamma``."""
+    decays = sum(1 for milestone in milestones if iteration >= milestone)
+    return base_lr * gamma**decays * _warmup_factor(iteration, warmup_iters, warmup_ratio)
+
+
+class MultiStepLR(LRScheduler):
+    """:func:`multistep_lr` for every parameter group; ``step()`` once per iteration, after the optimiser.
+    Resuming keeps this schedule's settings, as :meth:`PolyLR.load_state_dict` does."""
+
+    _settings = ("milestones", "gamma", "warmup_iters", "warmup_ratio", "base_lrs")
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        milestones: Sequence[int],
+        *,
+        gamma: float = 0.1,
+        warmup_iters: int = 0,
+        warmup_ratio: float = 1.0 / 3,
+    ) -> None:
+        if list(milestones) != sorted(set(milestones)):
+            raise ValueError(f"MultiStepLR: milestones must increase, got {list(milestones)}")
+        self.milestones, self.gamma = tuple(milestones), gamma
+        self.warmup_iters, self.warmup_ratio = warmup_iters, warmup_ratio
+        super().__init__(optimizer)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the position, keep this schedule's settings (see :meth:`PolyLR.load_state_dict`)."""
+        settings = {k: getattr(self, k) for k in self._settings}
+        super().load_state_dict(state_dict)
+        self.__dict__.update(settings)
+        values = self.get_lr()
+        for group, base, lr in zip(self.optimizer.param_groups, self.base_lrs, values, strict=True):
+            group["initial_lr"], group["lr"] = base, lr
+        self._last_lr = values
+
+    def get_lr(self) -> list[float]:
+        return [
+            multistep_lr(
+                base,
+                self.last_epoch,
+                self.milestones,
+                gamma=self.gamma,
+                warmup_iters=self.warmup_iters,
+                warmup_ratio=self.warmup_ratio,
+            )
+            for base in self.base_lrs
+        ]
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, optim: Any, max_iters: int) -> LRScheduler:
+    """The schedule ``optim.schedule`` names (an :class:`~ccnet.config.OptimConfig`) over ``max_iters``:
+    :class:`PolyLR`, or :class:`MultiStepLR` at ``optim.milestones`` (``"multistep"``) or every
+    ``optim.step_size`` iterations (``"step"``)."""
+    warmup = {"warmup_iters": optim.warmup_iters, "warmup_ratio": optim.warmup_ratio}
+    if optim.schedule == "poly":
+        return PolyLR(optimizer, max_iters, power=optim.power, min_lr=optim.min_lr, **warmup)
+    if optim.schedule == "multistep":
+        return MultiStepLR(optimizer, optim.milestones, gamma=optim.gamma, **warmup)
+    if optim.schedule == "step":
+        milestones = range(optim.step_size, max(max_iters, optim.step_size + 1), optim.step_size)
+        return MultiStepLR(optimizer, list(milestones), gamma=optim.gamma, **warmup)
+    raise ValueError(f"optim.schedule: unknown {optim.schedule!r}; allowed: 'poly', 'step', 'multistep'")
 
 
 def build_optimizer(

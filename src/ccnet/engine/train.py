@@ -4,6 +4,12 @@ The loop reads top to bottom: processes and devices -> run directory -> datasets
 -> losses, optimiser, schedule -> resume -> iterations (forward, loss, non-finite check, backward, step)
 with periodic validation and checkpoints -> final validation and exported weights.
 
+Two kinds of model run through it (the registry entry's ``task``): semantic segmentation (batches of image
+tensors and label maps, per-pixel losses, mIoU validation) and instance segmentation (Mask R-CNN: batches
+of image lists and target dicts, the loss is the sum of the dict the model returns, validation by COCOeval,
+the best checkpoint by mask AP). Where they differ, :class:`~ccnet.engine.training_model.InstanceTask`
+says how; everything else (schedule, resume, DDP, AMP, checkpoints, the log) is shared.
+
 Reproducibility: the model is initialised from ``train.seed`` on every rank, then each rank draws from
 ``seed + rank``; the data order and each sample's augmentation depend on (seed, epoch, index) only (see
 :mod:`ccnet.engine.loader`); checkpoints hold every generator state and the data position, so with
@@ -19,7 +25,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
@@ -39,18 +45,23 @@ from ccnet.engine.dist import DistContext, convert_sync_batchnorm, init_distribu
 from ccnet.engine.errors import NonFiniteLossError, ResumeError, TrainingError
 from ccnet.engine.evaluate import evaluate, write_reports
 from ccnet.engine.loader import (
+    INSTANCE_DATASETS,
     ResumableSampler,
     build_datasets,
+    build_instance_datasets,
     build_train_loader,
     train_transforms_for,
 )
-from ccnet.engine.optim import PolyLR, build_optimizer, set_hyperparameters
+from ccnet.engine.optim import PolyLR, build_optimizer, build_scheduler, set_hyperparameters
 from ccnet.engine.run_dir import check_resume_config, resolve_run_dir, write_run_config, writing_to
 from ccnet.engine.setup import config_segmenter
 from ccnet.engine.train_log import TrainingLog
-from ccnet.engine.training_model import ModelWithLossModules, frames_as_images
+from ccnet.engine.training_model import InstanceTask, ModelWithLossModules, frames_as_images
 from ccnet.losses import CategoryConsistentLoss, OhemCrossEntropy, SegmentationLoss
 from ccnet.metrics import SegmentationMetrics
+
+if TYPE_CHECKING:
+    from ccnet.engine.coco_eval import InstanceMetrics
 
 __all__ = [
     "ModelWithLossModules",
@@ -67,11 +78,13 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TrainResult:
-    """What a finished run produced. ``metrics``: the final validation; ``weights``: exported weights."""
+    """What a finished run produced. ``metrics``: the final validation (COCOeval's
+    :class:`~ccnet.engine.coco_eval.InstanceMetrics` for instance models); ``best_miou``: the best validation
+    score (mask AP for instance models); ``weights``: exported weights."""
 
     work_dir: Path
     iterations: int
-    metrics: SegmentationMetrics | None
+    metrics: SegmentationMetrics | InstanceMetrics | None
     best_miou: float | None
     checkpoint: Path | None
     weights: Path | None
@@ -90,6 +103,22 @@ def _check(config: Config, ctx: DistContext) -> None:
         raise ConfigError("train.amp='fp16' needs CUDA; use 'bf16' on CPU")
     if tc.max_iters < 1:
         raise ConfigError(f"train.max_iters must be >= 1, got {tc.max_iters}")
+    from ccnet.models.registry import get_model_entry
+
+    try:
+        instance = get_model_entry(config.model.name).task == "instance"
+    except ValueError as error:  # unknown name: close names listed
+        raise ConfigError(f"model.name: {error}") from None
+    if instance != (config.data.dataset in INSTANCE_DATASETS):
+        kind = "an instance" if instance else "a semantic segmentation"
+        raise ConfigError(
+            f"model.name={config.model.name!r} is {kind} model but data.dataset={config.data.dataset!r} "
+            f"{'is not' if instance else 'is'} an instance dataset ({', '.join(INSTANCE_DATASETS)})"
+        )
+    if instance and config.loss.ccl.enabled:
+        raise ConfigError(
+            "loss.ccl.enabled: the category consistent loss is for semantic segmentation models"
+        )
 
 
 def _non_finite_advice(last_checkpoint: Path | None) -> str:
@@ -197,17 +226,25 @@ def _run(
     # data and model; the model is initialised identically on every rank
     from ccnet.models import create_model
 
-    train_set, val_set = build_datasets(config.data)
-    meta = train_set.meta
+    task = InstanceTask() if config.data.dataset in INSTANCE_DATASETS else None
+    if task is not None:
+        train_set, val_set, meta = build_instance_datasets(config.data)
+    else:
+        train_set, val_set = build_datasets(config.data)
+        meta = train_set.meta
+    model_overrides = config.model.overrides()
+    if task is not None:
+        model_overrides.update(task.size_overrides(config.data))
     seed_everything(tc.seed)
     model = create_model(
         config.model.name,
         num_classes=meta.num_classes,
         pretrained=config.model.pretrained,
         new_classifier=config.model.new_classifier,
-        **config.model.overrides(),
+        **model_overrides,
     )
-    train_set.transforms = train_transforms_for(config.data, meta, model.preprocess)
+    if task is None:
+        train_set.transforms = train_transforms_for(config.data, meta, model.preprocess)
     if ctx.distributed and tc.sync_bn:
         model = convert_sync_batchnorm(model, ctx.device)
     model.to(ctx.device)
@@ -241,14 +278,17 @@ def _run(
     optimizer = build_optimizer(
         trainee.parameters(), name=oc.name, lr=oc.lr, momentum=oc.momentum, weight_decay=oc.weight_decay
     )
-    scheduler = PolyLR(
-        optimizer,
-        tc.max_iters,
-        power=oc.power,
-        min_lr=oc.min_lr,
-        warmup_iters=oc.warmup_iters,
-        warmup_ratio=oc.warmup_ratio,
-    )
+    if oc.schedule == "poly":
+        scheduler = PolyLR(
+            optimizer,
+            tc.max_iters,
+            power=oc.power,
+            min_lr=oc.min_lr,
+            warmup_iters=oc.warmup_iters,
+            warmup_ratio=oc.warmup_ratio,
+        )
+    else:  # Mask R-CNN's step decay
+        scheduler = build_scheduler(optimizer, oc, tc.max_iters)
     scaler = torch.amp.GradScaler(ctx.device.type, enabled=tc.amp == "fp16")
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(tc.amp)
 
@@ -264,6 +304,7 @@ def _run(
         seed=tc.seed,
         rank=ctx.rank,
         device=ctx.device,
+        **({"collate_fn": task.collate} if task is not None else {}),
     )
 
     # resume: weights, optimiser, schedule, position, then (below) the generators
@@ -314,14 +355,21 @@ def _run(
                 ctx.world_size,
             )
 
-    segmenter = config_segmenter(model, config, meta)
-    model_overrides = config.model.overrides()
+    segmenter = config_segmenter(model, config, meta) if task is None else None
     file_meta = checkpoint_meta(
         model, model_overrides=model_overrides, classes=meta.classes, palette=meta.palette
     )
     progress = TrainingLog(config, start, main, work_dir)
 
-    def validate(done: int) -> SegmentationMetrics:
+    def validate(done: int) -> Any:
+        if task is not None:
+            metrics = task.validate(
+                model, val_set, ctx, progress=tc.progress, num_workers=config.data.num_workers
+            )
+            if main:
+                log.info("iteration %d: val mask AP %.4f  box AP %.4f", done, metrics.mask_ap, metrics.box_ap)
+                progress.scalars("val", task.scalars(metrics), done)
+            return metrics
         metrics = evaluate(
             segmenter,
             val_set,
@@ -378,14 +426,19 @@ def _run(
             batches = iter(loader)
             batch = next(batches)
         batch_in_epoch += 1
-        images = batch["image"].to(ctx.device, non_blocking=True)
-        target = batch["mask"].to(ctx.device, non_blocking=True)
-
         autocast = torch.autocast(ctx.device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
-        with autocast:
-            output, embeddings = net(images)
-        out, aux, target = frames_as_images(output.out, output.aux, target)
-        losses = criterion(out, aux, target)
+        if task is not None:
+            images, targets = task.to_device(batch, ctx.device)
+            with autocast:
+                output, _ = net(images, targets)
+            losses = task.losses(output)
+        else:
+            images = batch["image"].to(ctx.device, non_blocking=True)
+            target = batch["mask"].to(ctx.device, non_blocking=True)
+            with autocast:
+                output, embeddings = net(images)
+            out, aux, target = frames_as_images(output.out, output.aux, target)
+            losses = criterion(out, aux, target)
         if ccl is not None:
             ccl_total, terms = ccl.loss_from_embeddings(embeddings, target)
             losses.update(
@@ -427,8 +480,9 @@ def _run(
         if final or (tc.val_interval and done % tc.val_interval == 0):
             metrics = validate(done)
             trainee.train()
-            if best_miou is None or metrics.miou > best_miou:
-                best_miou, is_best = metrics.miou, True
+            score = task.score(metrics) if task is not None else metrics.miou
+            if best_miou is None or score > best_miou:
+                best_miou, is_best = score, True
         keep = final or bool(tc.checkpoint_interval and done % tc.checkpoint_interval == 0)
         if keep or is_best:
             state = checkpoint_state(done)
@@ -454,12 +508,15 @@ def _run(
 
         with writing_to("the weights and reports into", work_dir):
             weights = save_weights(work_dir / "model.safetensors", model.state_dict(), file_meta)
-            write_reports(
-                metrics,
-                meta.classes,
-                work_dir,
-                extra={"title": f"{config.name}: validation", "iteration": tc.max_iters},
-            )
+            if task is not None:
+                task.write_reports(metrics, work_dir, title=f"{config.name}: validation")
+            else:
+                write_reports(
+                    metrics,
+                    meta.classes,
+                    work_dir,
+                    extra={"title": f"{config.name}: validation", "iteration": tc.max_iters},
+                )
     return TrainResult(
         work_dir, tc.max_iters, metrics, best_miou, manager.latest(), weights, meta.classes, model
     )

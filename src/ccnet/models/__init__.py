@@ -1,10 +1,14 @@
 """CCNet models: architectures, the registry and factory, backbones, heads, model zoo and checkpoint
 converters.
 
-Importing this package registers every architecture of :mod:`ccnet.models.catalog`.
+Importing this package registers every architecture of :mod:`ccnet.models.catalog` and the instance models
+of :mod:`ccnet.models.maskrcnn`.
 """
 
-from ccnet.models import catalog  # noqa: F401  (the registered architectures)
+from ccnet.models import (
+    catalog,  # noqa: F401  (the registered architectures)
+    maskrcnn,  # noqa: F401  (the registered instance models)
+)
 from ccnet.models.architecture import Architecture, HeadConfig
 from ccnet.models.backbone import BACKBONES, TinyBackbone, build_backbone
 from ccnet.models.ccnet import CCNet, SegmentationOutput, build_ccnet
@@ -18,6 +22,7 @@ from ccnet.models.convert import (
 )
 from ccnet.models.factory import Pretrained, create_model, read_pretrained
 from ccnet.models.heads import AuxHead, ContextHead, NonLocal2d
+from ccnet.models.maskrcnn import InstanceArchitecture, MaskRCNNWithContext, build_maskrcnn
 from ccnet.models.registry import ModelEntry, get_model_entry, list_models, register_model
 from ccnet.models.video import CCNetVideo, build_ccnet_video
 from ccnet.models.weights import read_weights, save_weights
@@ -34,6 +39,8 @@ __all__ = [
     "CheckpointMismatchError",
     "ContextHead",
     "HeadConfig",
+    "InstanceArchitecture",
+    "MaskRCNNWithContext",
     "ModelEntry",
     "NonLocal2d",
     "Preprocess",
@@ -44,6 +51,7 @@ __all__ = [
     "build_backbone",
     "build_ccnet",
     "build_ccnet_video",
+    "build_maskrcnn",
     "convert_backbone_checkpoint",
     "convert_checkpoint",
     "create_model",

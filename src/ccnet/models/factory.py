@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Pretrained", "create_model", "read_pretrained"]
 
-_CLASSIFIERS = ("head.classifier.", "aux_head.classifier.")
+_CLASSIFIERS = ("head.classifier.", "aux_head.classifier.", "head.decoder.classifier.")
 
 
 @dataclass(frozen=True)
@@ -57,8 +57,10 @@ class Pretrained:
 
     @property
     def num_classes(self) -> int | None:
-        """K, read from the classifier's shape."""
+        """K, read from the classifier's shape (Mask R-CNN weights: K + 1, the background included)."""
         weight = self.state.get("head.classifier.weight")
+        if weight is None:
+            weight = self.state.get("roi_heads.box_predictor.cls_score.weight")
         return None if weight is None else int(weight.shape[0])
 
     @property
@@ -85,6 +87,12 @@ def read_pretrained(location: str | os.PathLike) -> Pretrained:
         checkpoint, _ = read_weights(cached_download([entry.url, *entry.mirrors]))
         return Pretrained(str(location), convert_checkpoint(checkpoint, entry.source), entry.arch, entry)
     checkpoint, meta = read_weights(location)
+    from ccnet.models.convert import unwrap_state_dict
+    from ccnet.models.maskrcnn import is_detection_state_dict, upgrade_legacy_keys
+
+    tensors = unwrap_state_dict(checkpoint)
+    if is_detection_state_dict(tensors):  # torchvision's Mask R-CNN layout (published COCO files, ours)
+        return Pretrained(str(location), upgrade_legacy_keys(tensors), meta.get("arch"), None, meta)
     state = convert_checkpoint(checkpoint, "auto")
     # A file converted from a zoo entry names it (``ccnet convert``): its test protocol and normalisation
     # come with it, as with the zoo name itself.
@@ -103,7 +111,11 @@ def create_model(
     """Build a registered model, optionally with weights.
 
     Args:
-        name: a registered name (``list_models()``), e.g. ``"ccnet_r50_d8"``.
+        name: a registered name (``list_models()``), e.g. ``"ccnet_r50_d8"``; instance models
+            (``maskrcnn_*``) are built by :func:`ccnet.models.maskrcnn.create_instance_model`: their
+            ``pretrained`` is torchvision's Mask R-CNN layout (published COCO checkpoints, our saved weights),
+            their ``num_classes`` counts the background (COCO: 91) and their overrides are fields of
+            :class:`~ccnet.models.maskrcnn.InstanceArchitecture`.
         num_classes: K. Optional when ``pretrained`` tells it (zoo entry or classifier shape).
         pretrained: a zoo name (``"mmseg:ccnet_r50-d8_769x769_80k_cityscapes"``, see ``list_weights()``),
             a local file or a URL (see :func:`read_pretrained`), or weights already read. Loaded strictly. A
@@ -131,6 +143,23 @@ def create_model(
     """
     entry = get_model_entry(name)
     overrides = {k: v for k, v in overrides.items() if v is not None}
+    if entry.task == "instance":  # Mask R-CNN: torchvision's layout, no zoo entries
+        from ccnet.models.maskrcnn import create_instance_model
+
+        weights = pretrained
+        if weights is not None and not isinstance(weights, Pretrained):
+            weights = read_pretrained(weights)
+        if weights is not None and weights.arch is not None and not entry.fits_weights_of(weights.arch):
+            raise ValueError(
+                f"weights {weights.location} are for architecture {weights.arch!r}, not {name!r}"
+            )
+        return create_instance_model(
+            entry,
+            num_classes=num_classes,
+            pretrained=weights,
+            new_classifier=new_classifier,
+            overrides=overrides,
+        )
     zoo = pretrained.zoo_entry if isinstance(pretrained, Pretrained) else None
     if zoo is None and pretrained is not None and _is_zoo_name(pretrained):
         zoo = get_weights(str(pretrained))

@@ -8,12 +8,16 @@ import difflib
 import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from torch import nn
 
 from ccnet.models.architecture import Architecture
 
-__all__ = ["ModelEntry", "get_model_entry", "list_models", "register_model"]
+if TYPE_CHECKING:
+    from ccnet.models.maskrcnn import InstanceArchitecture
+
+__all__ = ["TASKS", "ModelEntry", "get_model_entry", "list_models", "register_model"]
 
 
 @dataclass(frozen=True)
@@ -27,19 +31,27 @@ class ModelEntry:
         description: one line for listings.
         weights_from: for video models, the 2-D architecture whose weights (zoo entries, saved files) they
             also load, inflated (:func:`ccnet.models.convert.inflate_2d_state_dict`); else None.
+        task: ``"semantic"`` (per-pixel logits, an :class:`Architecture`) or ``"instance"`` (detections and
+            masks: Mask R-CNN, an :class:`~ccnet.models.maskrcnn.InstanceArchitecture`).
     """
 
     name: str
-    build: Callable[[Architecture, int], nn.Module]
-    architecture: Architecture
+    build: Callable[[Architecture, int], nn.Module] | Callable[[InstanceArchitecture, int], nn.Module]
+    architecture: Architecture | InstanceArchitecture
     description: str
     weights_from: str | None = None
+    task: str = "semantic"
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"model {self.name!r}: task {self.task!r}; allowed: {list(TASKS)}")
 
     def fits_weights_of(self, arch: str) -> bool:
         """Whether weights saved for registered architecture ``arch`` load into this model."""
         return arch in (self.name, self.weights_from)
 
 
+TASKS = ("semantic", "instance")
 _MODELS: dict[str, ModelEntry] = {}
 
 

@@ -18,7 +18,12 @@ from ccnet.measure import machine
 
 __all__ = ["environment", "markdown_table", "write_report"]
 
-SECTIONS = (("demo.md", "ccnet demo"), ("video.md", "ccnet demo --video"), ("bench.md", "ccnet bench"))
+SECTIONS = (
+    ("demo.md", "ccnet demo"),
+    ("video.md", "ccnet demo --video"),
+    ("bench.md", "ccnet bench"),
+    ("instance.md", "python -m ccnet.reproduce.instance_ablation"),
+)
 
 
 def environment() -> dict[str, Any]:
@@ -97,6 +102,7 @@ def write_report(folder: str | os.PathLike, environment_info: dict[str, Any] | N
         f"ccnet demo --out {shown}    # the ablation (~6 min on 2 idle cores; --quick: ~2 min)",
         f"ccnet demo --video --out {shown}    # temporal context, T=1 vs T=5 (~8 min; --quick: ~3 min)",
         f"ccnet bench --out {shown}{bench_options}   # the efficiency report (~10-15 min; --quick: minutes)",
+        f"python -m ccnet.reproduce.instance_ablation --out {shown}   # Mask R-CNN + context (~45 min)",
         "```",
         "",
         "The commands write into the same folder and regenerate this file from the sections present. "
