@@ -32,3 +32,18 @@ def test_click_at_the_edges_picks_the_cell_by_hand():
     for x, y, cell in CASES:  # the weights are recorded on the first click and reused
         views = attention_views(tiny, result, x=x, y=y)
         assert (views.grid, views.cell) == ((16, 24), cell), (x, y)
+
+
+def test_click_on_an_image_whose_grid_is_rounded_up():
+    """30 x 90 (shown x2: 60 x 180): stride-2 convolutions round up, 30 -> 15 -> 8 rows and 90 -> 45 -> 23
+    columns, so the grid's aspect (8 : 23) is not the image's (1 : 3); each axis maps with its own ratio:
+    row = y * 8 // 60, column = x * 23 // 180."""
+    torch.manual_seed(0)
+    model = create_model("ccnet_tiny", num_classes=4).eval()
+    tiny = AppModel(model, "ccnet_tiny", [f"c{i}" for i in range(4)], [(0, 0, 0)] * 4, "tiny")
+    image = np.random.default_rng(1).integers(0, 255, (30, 90, 3), dtype=np.uint8)
+    result = segment(tiny, image)
+    assert shown_image(result).shape == (60, 180, 3)
+    for x, y, cell in [(179, 59, (7, 22)), (90, 30, (4, 11)), (0, 0, (0, 0))]:
+        views = attention_views(tiny, result, x=x, y=y)
+        assert (views.grid, views.cell) == ((8, 23), cell), (x, y)
