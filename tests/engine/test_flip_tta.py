@@ -158,3 +158,20 @@ def test_flip_pairs_demo_smoke(tmp_path, capsys):
     assert "flip + swap" in capsys.readouterr().out
     result = json.loads(out.read_text())
     assert set(result["scores"]) == {"no flip", "flip, no swap", "flip + swap"}
+
+
+def test_flip_pairs_report_section_says_whether_the_swap_wins_on_every_seed(tmp_path):
+    from ccnet.reproduce.flip_pairs import report_section
+
+    def run(seed, no_swap, swap):
+        iou = {"left object": 0.5, "right object": 0.25, "background": 1.0}
+        scores = {"no flip": 0.9, "flip, no swap": no_swap, "flip + swap": swap}
+        return {
+            "settings": {"seed": seed, "iters": 10, "batch_size": 2},
+            "scores": {name: {"mIoU": value, "IoU": iou} for name, value in scores.items()},
+        }
+
+    section = report_section([run(0, 0.6, 0.95), run(1, 0.7, 0.9)])
+    assert "| 0 | 90.00 | 60.00 | 95.00 | 50 / 25 | 50 / 25 |" in section
+    assert "every seed: **yes**" in section
+    assert "every seed: **NO**" in report_section([run(0, 0.6, 0.95), run(1, 0.9, 0.8)])

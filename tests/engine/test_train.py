@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from ccnet.config import ConfigError
+from ccnet.engine import optim as optim_module
 from ccnet.engine import train as train_module
 from ccnet.engine.checkpoint import first_non_finite, load_checkpoint
 from ccnet.engine.train import NonFiniteLossError, TrainingError, train
@@ -57,14 +58,14 @@ def test_resume_after_an_interruption_gives_identical_weights(tmp_path, monkeypa
     )
     reference = _final_weights(train(tiny_config(tmp_path / "reference", *extra)))
 
-    class InterruptingPolyLR(train_module.PolyLR):
+    class InterruptingPolyLR(optim_module.PolyLR):
         def step(self, *args, **kwargs):
             super().step(*args, **kwargs)
             if self.last_epoch == 8:  # during iteration 8, after the checkpoint of iteration 5
                 raise _Interrupted
 
     with monkeypatch.context() as patch:
-        patch.setattr(train_module, "PolyLR", InterruptingPolyLR)
+        patch.setattr(optim_module, "PolyLR", InterruptingPolyLR)  # what build_scheduler builds
         with pytest.raises(_Interrupted):
             train(tiny_config(tmp_path / "interrupted", *extra))
     assert load_checkpoint(tmp_path / "interrupted" / "iter_0000005.pt")["iteration"] == 5

@@ -28,6 +28,12 @@ __all__ = [
 ]
 
 
+def _warmup_factor(iteration: int, warmup_iters: int, warmup_ratio: float) -> float:
+    if iteration >= warmup_iters:
+        return 1.0
+    return 1.0 - (1.0 - iteration / warmup_iters) * (1.0 - warmup_ratio)
+
+
 def poly_lr(
     base_lr: float,
     iteration: int,
@@ -41,68 +47,7 @@ def poly_lr(
     """The learning rate of 0-based ``iteration`` (see the module docstring)."""
     progress = min(iteration, max_iters) / max_iters
     lr = (base_lr - min_lr) * (1.0 - progress) ** power + min_lr
-    if iteration < warmup_iters:
-        lr *= 1.0 - (1.0 - iteration / warmup_iters) * (1.0 - warmup_ratio)
-    return lr
-
-
-class PolyLR(LRScheduler):
-    """:func:`poly_lr` for every parameter group; call ``step()`` once per iteration, after the optimiser."""
-
-    def __init__(
-        self,
-        optimizer: torch.optim.Optimizer,
-        max_iters: int,
-        *,
-        power: float = 0.9,
-        min_lr: float = 0.0,
-        warmup_iters: int = 0,
-        warmup_ratio: float = 1e-6,
-    ) -> None:
-        if max_iters < 1:
-            raise ValueError(f"PolyLR: max_iters must be >= 1, got {max_iters}")
-        self.max_iters, self.power, self.min_lr = max_iters, power, min_lr
-        self.warmup_iters, self.warmup_ratio = warmup_iters, warmup_ratio
-        super().__init__(optimizer)
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore the position (the iteration) but keep this schedule's settings and base learning rates,
-        so a resumed run follows its own config (e.g. a longer ``max_iters``, a lower ``optim.lr``).
-
-        Call it after ``optimizer.load_state_dict``, which brings back the learning rates of the saved run:
-        every group's ``lr`` is set again from this schedule at the restored iteration (the same value
-        ``step()`` gives, so an unchanged config resumes bit for bit).
-        """
-        settings = {
-            k: getattr(self, k)
-            for k in ("max_iters", "power", "min_lr", "warmup_iters", "warmup_ratio", "base_lrs")
-        }
-        super().load_state_dict(state_dict)
-        self.__dict__.update(settings)
-        values = self.get_lr()
-        for group, base, lr in zip(self.optimizer.param_groups, self.base_lrs, values, strict=True):
-            group["initial_lr"], group["lr"] = base, lr
-        self._last_lr = values
-
-    def get_lr(self) -> list[float]:
-        return [
-            poly_lr(
-                base,
-                self.last_epoch,
-                self.max_iters,
-                power=self.power,
-                min_lr=self.min_lr,
-                warmup_iters=self.warmup_iters,
-                warmup_ratio=self.warmup_ratio,
-            )
-            for base in self.base_lrs
-        ]
-
-
-def _warmup_factor(iteration: int, warmup_iters: int, warmup_ratio: float) -> float:
-    if iteration >= warmup_iters:
-        return 1.0
-    return 1.0 - (1.0 - iteration / warmup_iters) * (1.0 - warmup_ratio)
+    return lr * _warmup_factor(iteration, warmup_iters, warmup_ratio)
 
 
 def multistep_lr(
@@ -120,11 +65,73 @@ def multistep_lr(
     return base_lr * gamma**decays * _warmup_factor(iteration, warmup_iters, warmup_ratio)
 
 
-class MultiStepLR(LRScheduler):
-    """:func:`multistep_lr` for every parameter group; ``step()`` once per iteration, after the optimiser.
-    Resuming keeps this schedule's settings, as :meth:`PolyLR.load_state_dict` does."""
+class _IterationSchedule(LRScheduler):
+    """A per-iteration schedule given by :meth:`lr_at` for each group's base learning rate; ``step()`` once
+    per iteration, after the optimiser. ``_settings`` name the attributes a resumed run keeps from its own
+    config (see :meth:`load_state_dict`)."""
 
-    _settings = ("milestones", "gamma", "warmup_iters", "warmup_ratio", "base_lrs")
+    _settings: tuple[str, ...] = ()
+
+    def lr_at(self, base_lr: float, iteration: int) -> float:
+        raise NotImplementedError
+
+    def get_lr(self) -> list[float]:
+        return [self.lr_at(base, self.last_epoch) for base in self.base_lrs]
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the position (the iteration) but keep this schedule's settings and base learning rates,
+        so a resumed run follows its own config (e.g. a longer ``max_iters``, a lower ``optim.lr``).
+
+        Call it after ``optimizer.load_state_dict``, which brings back the learning rates of the saved run:
+        every group's ``lr`` is set again from this schedule at the restored iteration (the same value
+        ``step()`` gives, so an unchanged config resumes bit for bit).
+        """
+        settings = {k: getattr(self, k) for k in (*self._settings, "base_lrs")}
+        super().load_state_dict(state_dict)
+        self.__dict__.update(settings)
+        values = self.get_lr()
+        for group, base, lr in zip(self.optimizer.param_groups, self.base_lrs, values, strict=True):
+            group["initial_lr"], group["lr"] = base, lr
+        self._last_lr = values
+
+
+class PolyLR(_IterationSchedule):
+    """:func:`poly_lr` for every parameter group."""
+
+    _settings = ("max_iters", "power", "min_lr", "warmup_iters", "warmup_ratio")
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        max_iters: int,
+        *,
+        power: float = 0.9,
+        min_lr: float = 0.0,
+        warmup_iters: int = 0,
+        warmup_ratio: float = 1e-6,
+    ) -> None:
+        if max_iters < 1:
+            raise ValueError(f"PolyLR: max_iters must be >= 1, got {max_iters}")
+        self.max_iters, self.power, self.min_lr = max_iters, power, min_lr
+        self.warmup_iters, self.warmup_ratio = warmup_iters, warmup_ratio
+        super().__init__(optimizer)
+
+    def lr_at(self, base_lr: float, iteration: int) -> float:
+        return poly_lr(
+            base_lr,
+            iteration,
+            self.max_iters,
+            power=self.power,
+            min_lr=self.min_lr,
+            warmup_iters=self.warmup_iters,
+            warmup_ratio=self.warmup_ratio,
+        )
+
+
+class MultiStepLR(_IterationSchedule):
+    """:func:`multistep_lr` for every parameter group."""
+
+    _settings = ("milestones", "gamma", "warmup_iters", "warmup_ratio")
 
     def __init__(
         self,
@@ -141,28 +148,15 @@ class MultiStepLR(LRScheduler):
         self.warmup_iters, self.warmup_ratio = warmup_iters, warmup_ratio
         super().__init__(optimizer)
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore the position, keep this schedule's settings (see :meth:`PolyLR.load_state_dict`)."""
-        settings = {k: getattr(self, k) for k in self._settings}
-        super().load_state_dict(state_dict)
-        self.__dict__.update(settings)
-        values = self.get_lr()
-        for group, base, lr in zip(self.optimizer.param_groups, self.base_lrs, values, strict=True):
-            group["initial_lr"], group["lr"] = base, lr
-        self._last_lr = values
-
-    def get_lr(self) -> list[float]:
-        return [
-            multistep_lr(
-                base,
-                self.last_epoch,
-                self.milestones,
-                gamma=self.gamma,
-                warmup_iters=self.warmup_iters,
-                warmup_ratio=self.warmup_ratio,
-            )
-            for base in self.base_lrs
-        ]
+    def lr_at(self, base_lr: float, iteration: int) -> float:
+        return multistep_lr(
+            base_lr,
+            iteration,
+            self.milestones,
+            gamma=self.gamma,
+            warmup_iters=self.warmup_iters,
+            warmup_ratio=self.warmup_ratio,
+        )
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, optim: Any, max_iters: int) -> LRScheduler:

@@ -52,7 +52,7 @@ from ccnet.engine.loader import (
     build_train_loader,
     train_transforms_for,
 )
-from ccnet.engine.optim import PolyLR, build_optimizer, build_scheduler, set_hyperparameters
+from ccnet.engine.optim import build_optimizer, build_scheduler, set_hyperparameters
 from ccnet.engine.run_dir import check_resume_config, resolve_run_dir, write_run_config, writing_to
 from ccnet.engine.setup import config_segmenter
 from ccnet.engine.train_log import TrainingLog
@@ -278,17 +278,7 @@ def _run(
     optimizer = build_optimizer(
         trainee.parameters(), name=oc.name, lr=oc.lr, momentum=oc.momentum, weight_decay=oc.weight_decay
     )
-    if oc.schedule == "poly":
-        scheduler = PolyLR(
-            optimizer,
-            tc.max_iters,
-            power=oc.power,
-            min_lr=oc.min_lr,
-            warmup_iters=oc.warmup_iters,
-            warmup_ratio=oc.warmup_ratio,
-        )
-    else:  # Mask R-CNN's step decay
-        scheduler = build_scheduler(optimizer, oc, tc.max_iters)
+    scheduler = build_scheduler(optimizer, oc, tc.max_iters)
     scaler = torch.amp.GradScaler(ctx.device.type, enabled=tc.amp == "fp16")
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(tc.amp)
 

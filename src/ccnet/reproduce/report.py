@@ -23,6 +23,7 @@ SECTIONS = (
     ("video.md", "ccnet demo --video"),
     ("bench.md", "ccnet bench"),
     ("instance.md", "python -m ccnet.reproduce.instance_ablation"),
+    ("flip_pairs.md", "python -m ccnet.reproduce.flip_pairs --seeds 0 1 2"),
 )
 
 
@@ -103,6 +104,7 @@ def write_report(folder: str | os.PathLike, environment_info: dict[str, Any] | N
         f"ccnet demo --video --out {shown}    # temporal context, T=1 vs T=5 (~8 min; --quick: ~3 min)",
         f"ccnet bench --out {shown}{bench_options}   # the efficiency report (~10-15 min; --quick: minutes)",
         f"python -m ccnet.reproduce.instance_ablation --out {shown}   # Mask R-CNN + context (~45 min)",
+        f"python -m ccnet.reproduce.flip_pairs --seeds 0 1 2 --out {shown}   # flip testing, LIP-like pairs",
         "```",
         "",
         "The commands write into the same folder and regenerate this file from the sections present. "
