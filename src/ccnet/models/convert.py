@@ -17,7 +17,7 @@ model. Value changes, all exact:
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import torch
@@ -232,9 +232,14 @@ def _from_inplace_abn(state: dict[str, Tensor]) -> None:
 
 
 def load_checkpoint_strict(
-    model: nn.Module, state_dict: Mapping[str, Tensor], *, what: str = "checkpoint"
-) -> None:
-    """Load ``state_dict`` into ``model`` after checking that every key and every shape match.
+    model: nn.Module,
+    state_dict: Mapping[str, Tensor],
+    *,
+    what: str = "checkpoint",
+    optional: Collection[str] = (),
+) -> list[str]:
+    """Load ``state_dict`` into ``model`` after checking that every key and every shape match. The model's
+    ``optional`` keys may be absent (they keep their initialisation); returns those that were.
 
     Raises:
         CheckpointMismatchError: counting missing keys, unexpected keys and shape mismatches, with a few
@@ -242,7 +247,7 @@ def load_checkpoint_strict(
             another architecture).
     """
     expected = model.state_dict()
-    missing = sorted(set(expected) - set(state_dict))
+    missing = sorted(set(expected) - set(state_dict) - set(optional))
     unexpected = sorted(set(state_dict) - set(expected))
     noun = "checkpoint" if what == "checkpoint" else "file"  # ``what`` (a path) is named once, in front
     mis_shaped = [
@@ -259,7 +264,8 @@ def load_checkpoint_strict(
         problems.append(f"shape mismatches: {_listing(mis_shaped)}")
     if problems:
         raise CheckpointMismatchError(f"{what} does not fit the model; " + "; ".join(problems))
-    model.load_state_dict(state_dict, strict=True)
+    model.load_state_dict(state_dict, strict=not optional)
+    return sorted(set(expected) - set(state_dict))
 
 
 def convert_backbone_checkpoint(checkpoint: Mapping[str, Any], source: str = "auto") -> dict[str, Tensor]:

@@ -37,7 +37,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from ccnet.models.architecture import CONTEXTS, HeadConfig
-from ccnet.models.convert import CheckpointMismatchError, _listing, unwrap_state_dict
+from ccnet.models.convert import load_checkpoint_strict, unwrap_state_dict
 from ccnet.models.registry import ModelEntry, register_model
 
 if TYPE_CHECKING:
@@ -412,7 +412,8 @@ def load_torchvision_checkpoint(
     initialisation (fine-tuning to another class set).
 
     Raises:
-        CheckpointMismatchError: listing missing keys, unexpected keys and shape mismatches.
+        ccnet.models.convert.CheckpointMismatchError: listing missing keys, unexpected keys and shape
+            mismatches.
     """
     state = upgrade_legacy_keys(unwrap_state_dict(checkpoint))
     expected = model.state_dict()
@@ -421,25 +422,7 @@ def load_torchvision_checkpoint(
     if new_classifier:
         optional |= {k for k in expected if k.startswith(CLASSIFIER_PREFIXES)}
         state = {k: v for k, v in state.items() if not k.startswith(CLASSIFIER_PREFIXES)}
-    missing = sorted(set(expected) - set(state) - optional)
-    unexpected = sorted(set(state) - set(expected))
-    mis_shaped = [
-        f"{k}: file {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
-        for k, v in state.items()
-        if k in expected and v.shape != expected[k].shape
-    ]
-    problems = []
-    if missing:
-        problems.append(f"missing keys: {_listing(missing)}")
-    if unexpected:
-        problems.append(f"unexpected keys: {_listing(unexpected)}")
-    if mis_shaped:
-        problems.append(f"shape mismatches: {_listing(mis_shaped)}")
-    if problems:
-        raise CheckpointMismatchError(f"{what} does not fit the model; " + "; ".join(problems))
-    left = sorted(set(expected) - set(state))
-    model.load_state_dict(state, strict=False)
-    return left
+    return load_checkpoint_strict(model, state, what=what, optional=optional)
 
 
 def detection_num_classes(state: Mapping[str, Tensor]) -> int | None:
