@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from tests.data import fakes
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    # the machine is shared; the tensors here are tiny anyway
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_thread):
+    """Every data test runs on one thread (tests/conftest.py)."""
 
 
 @pytest.fixture

@@ -27,13 +27,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:Depreca
 NAN = math.nan
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # the machine is shared and the tensors are tiny: more threads only contend
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _ground_truth(objects: dict[int, list[tuple[np.ndarray, int]]], categories=(1,)) -> COCO:

@@ -29,13 +29,7 @@ GREY = 100
 CLASSES = ("__background__", "cat", "dog")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # the machine is shared and the tensors are tiny: more threads only contend
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _prediction(height: int = 40, width: int = 60) -> dict[str, torch.Tensor]:

@@ -70,6 +70,17 @@ def resolve_norm(norm: str | type[nn.Module]) -> type[nn.Module]:
     return norm
 
 
+def conv_norm_relu(
+    in_channels: int, out_channels: int, stride: int, norm_layer: type[nn.Module]
+) -> nn.Sequential:
+    """3x3 conv (no bias) + norm + ReLU: the layer of the tiny backbones."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False),
+        norm_layer(out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
 class TinyBackbone(nn.Module):
     """Three 3x3 conv + BN + ReLU layers, strides 2, 2, 1 (``width // 2``, ``width``, ``width`` channels):
     (B, 3, H, W) -> ``[stage3, stage4]``, both (B, width, ceil(H/4), ceil(W/4)), the outputs of the second
@@ -86,11 +97,7 @@ class TinyBackbone(nn.Module):
         norm_layer = resolve_norm(norm)
 
         def layer(cin: int, cout: int, stride: int) -> nn.Sequential:
-            return nn.Sequential(
-                nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False),
-                norm_layer(cout),
-                nn.ReLU(inplace=True),
-            )
+            return conv_norm_relu(cin, cout, stride, norm_layer)
 
         self.conv1 = layer(3, width // 2, 2)
         self.conv2 = layer(width // 2, width, 2)

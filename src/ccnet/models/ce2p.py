@@ -38,7 +38,13 @@ from timm.models import FeatureInfo
 from torch import Tensor, nn
 
 from ccnet.models.architecture import Architecture, HeadConfig
-from ccnet.models.backbone import BACKBONES, BackboneSpec, _uncontract_dilation, resolve_norm
+from ccnet.models.backbone import (
+    BACKBONES,
+    BackboneSpec,
+    _uncontract_dilation,
+    conv_norm_relu,
+    resolve_norm,
+)
 from ccnet.models.ccnet import ParsingAux, SegmentationOutput
 from ccnet.models.heads import ConvNormAct, make_context
 from ccnet.models.zoo import WeightsEntry
@@ -64,11 +70,7 @@ class TinyParsingBackbone(nn.Module):
         norm_layer = resolve_norm(norm)
 
         def layer(cin: int, cout: int, stride: int) -> nn.Sequential:
-            return nn.Sequential(
-                nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False),
-                norm_layer(cout),
-                nn.ReLU(inplace=True),
-            )
+            return conv_norm_relu(cin, cout, stride, norm_layer)
 
         half = width // 2
         # named conv1..conv5 like TinyBackbone: "layerN" keys would look like a published ResNet layout to
